@@ -1,0 +1,127 @@
+"""The strict config loader: unknown keys, wrong types, overrides, run records."""
+
+from __future__ import annotations
+
+from dataclasses import FrozenInstanceError, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+import yaml
+
+from qt_train.config import ConfigError, build, load_config, save_run_record, to_dict
+
+
+@dataclass(frozen=True)
+class Inner:
+    patch: int = 64
+    scale: float = 1.0
+    names: tuple[str, ...] = ()
+    pair: tuple[int, int] = (1, 2)
+    mode: Literal["a", "b"] = "a"
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class Outer:
+    task: str
+    seed: int = 0
+    flag: bool = False
+    inner: Inner = field(default_factory=Inner)
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_builds_nested_frozen_config(tmp_path):
+    path = write(tmp_path, {"task": "dehaze", "inner": {"patch": 96, "scale": 2, "names": ["x", "y"], "pair": [3, 4]}})
+    cfg = load_config(Outer, path)
+    assert cfg.inner.patch == 96 and cfg.inner.scale == 2.0 and isinstance(cfg.inner.scale, float)
+    assert cfg.inner.names == ("x", "y") and cfg.inner.pair == (3, 4)
+    with pytest.raises(FrozenInstanceError):
+        cfg.seed = 3  # type: ignore[misc]
+
+
+def test_unknown_key_names_file_key_and_closest(tmp_path):
+    path = write(tmp_path, {"task": "dehaze", "inner": {"pach": 96}})
+    with pytest.raises(ConfigError) as err:
+        load_config(Outer, path)
+    msg = str(err.value)
+    assert str(path) in msg and "inner.pach" in msg and "'patch'" in msg
+    assert "\n" not in msg
+
+
+def test_unknown_top_level_key_without_close_match_lists_valid_keys(tmp_path):
+    path = write(tmp_path, {"task": "dehaze", "zzzzzz": 1})
+    with pytest.raises(ConfigError, match="valid keys: flag, inner, seed, task"):
+        load_config(Outer, path)
+
+
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        ({"task": "x", "seed": "three"}, "key 'seed' expects int, got str"),
+        ({"task": "x", "seed": True}, "key 'seed' expects int, got bool"),
+        ({"task": "x", "flag": 1}, "key 'flag' expects bool"),
+        ({"task": "x", "inner": {"scale": "big"}}, "key 'inner.scale' expects float"),
+        ({"task": "x", "inner": {"pair": [1, 2, 3]}}, "key 'inner.pair' expects 2 items"),
+        ({"task": "x", "inner": {"mode": "c"}}, "key 'inner.mode' must be one of 'a', 'b'"),
+        ({"task": "x", "inner": 5}, "key 'inner' expects Inner"),
+        ({"seed": 1}, "missing required key 'task'"),
+    ],
+)
+def test_wrong_types_are_named(tmp_path, data, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        load_config(Outer, write(tmp_path, data))
+
+
+def test_overrides_set_nested_values_and_parse_yaml_scalars(tmp_path):
+    path = write(tmp_path, {"task": "dehaze"})
+    cfg = load_config(Outer, path, ["inner.patch=128", "inner.path=null", "flag=true", "inner.names=[a, b]"])
+    assert cfg.inner.patch == 128 and cfg.flag is True and cfg.inner.names == ("a", "b") and cfg.inner.path is None
+
+
+def test_override_typo_is_named_with_closest(tmp_path):
+    with pytest.raises(ConfigError, match=r"--set: unknown key 'inner.scal' — did you mean 'scale'\?"):
+        load_config(Outer, write(tmp_path, {"task": "d"}), ["inner.scal=2"])
+    with pytest.raises(ConfigError, match="not of the form"):
+        load_config(Outer, write(tmp_path, {"task": "d"}), ["inner.scale"])
+
+
+def test_bad_yaml_and_missing_file_are_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as err:
+        load_config(Outer, bad)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(Outer, tmp_path / "nope.yaml")
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(Outer, lst)
+
+
+def test_post_init_validation_becomes_config_error():
+    @dataclass(frozen=True)
+    class Checked:
+        n: int = 1
+
+        def __post_init__(self):
+            if self.n < 1:
+                raise ValueError("n must be >= 1")
+
+    with pytest.raises(ConfigError, match="n must be >= 1"):
+        build(Checked, {"n": 0}, source="x.yaml")
+
+
+def test_run_record_round_trips(tmp_path):
+    cfg = load_config(Outer, write(tmp_path, {"task": "dehaze", "inner": {"names": ["q"]}}))
+    save_run_record(tmp_path / "run", cfg, ["qt-train", "--config", "a b.yaml"])
+    again = load_config(Outer, tmp_path / "run" / "config.yaml")
+    assert again == cfg
+    assert (tmp_path / "run" / "command.txt").read_text() == "qt-train --config 'a b.yaml'\n"
+    assert to_dict(cfg)["inner"]["names"] == ["q"]
