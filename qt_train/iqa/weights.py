@@ -1,0 +1,104 @@
+"""Where member weights come from, and a guard that keeps metric construction offline.
+
+Resolution of a member's ``weights_path``:
+  * absolute (or ``~``) path: used as is;
+  * relative path: the first existing file among ``weights_dir`` (argument),
+    ``$QT_IQA_WEIGHTS``, and the bundled fitted assets ``calibration/assets/`` (found by path
+    next to the ``qt_train`` package, installed or not; qt_train does not import calibration).
+A missing file raises FileNotFoundError naming the member, the file and every place searched.
+
+Why a network guard: pyiqa constructors download weights when given none. Nothing here may
+fetch from a hub, so metrics are built with socket connections and name lookups refused; a
+metric that tries to download fails with a clear error instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from .spec import Member
+
+WEIGHTS_ENV = "QT_IQA_WEIGHTS"
+FETCH_HINT = (
+    "`qt-iqa fetch` (coming) downloads it on request; or put the file in a folder and set "
+    f"{WEIGHTS_ENV}=DIR (or pass weights_dir=DIR)"
+)
+
+
+def bundled_assets_dir() -> Path:
+    """The project's fitted IQA assets (``calibration/assets`` beside the ``qt_train`` package)."""
+    return Path(__file__).resolve().parents[2] / "calibration" / "assets"
+
+
+def search_dirs(weights_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Folders searched for a relative weights path, in order."""
+    dirs = []
+    if weights_dir is not None:
+        dirs.append(Path(weights_dir).expanduser())
+    env = os.environ.get(WEIGHTS_ENV)
+    if env:
+        dirs.append(Path(env).expanduser())
+    dirs.append(bundled_assets_dir())
+    return dirs
+
+
+def resolve_weights(member: Member, weights_dir: str | os.PathLike | None = None) -> Path | None:
+    """Absolute path of the member's weights file, None if it needs none; raises if missing."""
+    if member.weights_path is None:
+        return None
+    p = Path(member.weights_path).expanduser()
+    candidates = [p] if p.is_absolute() else [d / p for d in search_dirs(weights_dir)]
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+    searched = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(
+        f"IQA member {member.name!r}: weights file {member.weights_path!r} not found (searched: {searched}). "
+        f"Nothing is downloaded automatically; {FETCH_HINT}."
+    )
+
+
+class NetworkBlockedError(ConnectionError):
+    """Raised by the guard when code tries to open a network connection."""
+
+
+_guard_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def no_network(what: str) -> Iterator[None]:
+    """Refuse socket connections and host-name lookups inside the block (process-wide).
+
+    Used around metric construction only (short); the lock keeps nested/concurrent use sane.
+    """
+
+    def refuse(*_args, **_kwargs):
+        raise NetworkBlockedError(
+            f"{what} tried to use the network; QualiTeacher Edge never downloads implicitly"
+        )
+
+    with _guard_lock:
+        saved = (
+            socket.socket.connect,
+            socket.socket.connect_ex,
+            socket.getaddrinfo,
+            socket.create_connection,
+        )
+        socket.socket.connect = refuse  # type: ignore[method-assign]
+        socket.socket.connect_ex = refuse  # type: ignore[method-assign]
+        socket.getaddrinfo = refuse  # type: ignore[assignment]
+        socket.create_connection = refuse  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            (
+                socket.socket.connect,
+                socket.socket.connect_ex,
+                socket.getaddrinfo,
+                socket.create_connection,
+            ) = saved
