@@ -88,7 +88,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
                 raise ConfigError(
                     f"{source}: key '{key}' expects {len(args)} items, got {len(value)}: {value!r}"
                 )
-            items = [_coerce(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args))]
+            items = [_coerce(v, a, f"{key}[{i}]", source) for i, (v, a) in enumerate(zip(value, args, strict=True))]
         return list(items) if (origin is list or tp is list) else tuple(items)
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, Mapping):

@@ -5,12 +5,12 @@ Rows are clean images; columns are clean | two random samples | severity 0, 0.5,
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from qt_train.atomic import atomic_write_bytes
 
 from .degrade import DOMAINS, TASKS, degrade
 
@@ -62,15 +62,7 @@ def _write_png_atomic(path: Path, img: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", img)
     if not ok:
         raise RuntimeError(f"could not encode preview {path}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def write_previews(clean: np.ndarray, out_dir: Path, seed: int = 0) -> list[Path]:
