@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from qt_train.config import ConfigError, build, load_config, read_yaml
 from qt_train.data.degrade import TASKS
@@ -40,6 +40,89 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """The restoration backbone; `options` go to the backbone's own config dataclass."""
+
+    arch: str = "edge_unet"  # a name in qt_train.models.BACKBONES
+    options: dict[str, Any] = field(default_factory=dict)
+    levels: int = 8  # quality levels of the conditioning embedding
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup: int = 0  # linear warm-up iterations
+    grad_clip: float = 0.0  # max grad norm; 0 disables
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How long and how to train; `stage` picks supervised base training or the semi-supervised stage."""
+
+    stage: Literal["base", "semi"] = "semi"
+    method: Literal["qualiteacher", "mean_teacher", "reliable_bank"] = "qualiteacher"
+    iterations: int = 2000
+    batch: int = 8  # labelled (synthetic) pairs per iteration
+    real_batch: int = 4  # unlabelled real images per iteration (semi stage)
+    n_real: int = 64  # realistic-domain images synthesised when data.real is null
+    init: str | None = None  # checkpoint or state dict to start from (any compatible weights)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ema_decay: float = 0.999
+    log_every: int = 20
+    eval_every: int = 500
+    ckpt_every: int = 250
+    image_every: int = 500  # TensorBoard image grids
+    threads: int = 0  # torch threads; 0 keeps torch's default
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.batch < 1 or self.real_batch < 1:
+            raise ValueError("iterations, batch and real_batch must be >= 1")
+        if not 0.0 <= self.ema_decay <= 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1], got {self.ema_decay}")
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """QualiTeacher's pieces and their weights (METHOD.md; reference values as defaults).
+
+    The switches make the ablations: conditioning off + all PLs = Mean Teacher with multi-augment.
+    """
+
+    conditioning: bool = True
+    multi_augment: bool = True
+    augments: tuple[str, ...] = ("identity", "hflip", "vflip", "rot90")
+    bank_size: int = 3
+    top_level: int = 7
+    pl_weight: float = 2.0  # block-weighted L1 to each PL
+    sup_weight: float = 1.0  # labelled synthetic branch
+    block_weighting: bool = True
+    strong_ops: int = 2  # RandAugment(n, m) on the student's real input
+    strong_magnitude: int = 10
+    preference: bool = True
+    preference_start: int = 2000
+    preference_weight: float = 1.0  # lambda
+    preference_beta: float = 1.0
+    preference_delta: float = 0.1
+    preference_b_weight: float = 0.5
+    preference_levels: tuple[int, ...] = (4, 5, 6)
+    consistency: bool = True
+    consistency_start: int = 2000
+    consistency_weight: float = 1.0
+    crop_frac: float = 0.5
+    aligned_crops: bool = True
+
+
+@dataclass(frozen=True)
+class IQAConfig:
+    ensemble: str | None = None  # YAML ensemble spec; null -> the offline default ensemble
+    weights_dir: str | None = None  # where online members' weights live (else $QT_IQA_WEIGHTS)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A whole run. `out` is where the run folder goes; nothing is written elsewhere."""
 
@@ -48,6 +131,10 @@ class RunConfig:
     out: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)
     degradation: dict[str, Any] = field(default_factory=dict)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    iqa: IQAConfig = field(default_factory=IQAConfig)
 
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:

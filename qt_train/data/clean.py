@@ -44,6 +44,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -52,6 +53,11 @@ from qt_train.data.io import ImageReadError, list_images, read_image
 
 Size = int | tuple[int, int]
 RngLike = np.random.Generator | int | None
+Split = Literal["all", "train", "holdout"]
+
+#: Package photos kept out of every fit (NIQE, the learned IQA member) and every training run,
+#: so evaluations on them measure generalisation.
+HOLDOUT_PHOTOS: tuple[str, ...] = ("chelsea", "grace_hopper")
 
 
 @dataclass(frozen=True)
@@ -389,7 +395,8 @@ def _from_photos(photos: list[Photo], n: int, size: Size, rng: np.random.Generat
 
 
 def _sample_dead_leaves(n: int, size: Size, rng: np.random.Generator,
-                        folder: Path | None) -> np.ndarray:
+                        folder: Path | None, split: Split = "all") -> np.ndarray:
+    # Procedural images never repeat: a different rng stream is already a held-out image.
     h, w = _hw(size)
     out = np.empty((n, h, w, 3), np.float32)
     for i in range(n):
@@ -398,17 +405,32 @@ def _sample_dead_leaves(n: int, size: Size, rng: np.random.Generator,
     return out
 
 
+def split_photos(photos: list[Photo], split: Split) -> list[Photo]:
+    """The photos of one split: HOLDOUT_PHOTOS are kept out of every fit and training run."""
+    if split == "all":
+        return photos
+    if split == "holdout":
+        return [p for p in photos if p.name in HOLDOUT_PHOTOS]
+    return [p for p in photos if p.name not in HOLDOUT_PHOTOS]
+
+
 def _sample_package(n: int, size: Size, rng: np.random.Generator,
-                    folder: Path | None) -> np.ndarray:
-    return _from_photos(package_photos(), n, size, rng, "package photos")
+                    folder: Path | None, split: Split = "all") -> np.ndarray:
+    return _from_photos(split_photos(package_photos(), split), n, size, rng, f"package photos ({split})")
 
 
 def _sample_folder(n: int, size: Size, rng: np.random.Generator,
-                   folder: Path | None) -> np.ndarray:
-    """Read only the files that are drawn; a bad file is warned about once and redrawn."""
+                   folder: Path | None, split: Split = "all") -> np.ndarray:
+    """Read only the files that are drawn; a bad file is warned about once and redrawn.
+
+    Splits: every tenth file (in sorted order) is held out, the rest is for training.
+    """
     if folder is None:
         raise ValueError("source 'folder' needs folder=<path to clean photos>")
     paths = list_images(folder, recursive=True)
+    if split != "all":
+        keep = [(i % 10 == 0) == (split == "holdout") for i in range(len(paths))]
+        paths = [p for p, k in zip(paths, keep, strict=True) if k] or paths
     h, w = _hw(size)
     out = np.empty((n, h, w, 3), np.float32)
     bad: set[int] = set()
@@ -431,7 +453,7 @@ def _sample_folder(n: int, size: Size, rng: np.random.Generator,
 
 
 def _sample_mixed(n: int, size: Size, rng: np.random.Generator,
-                  folder: Path | None) -> np.ndarray:
+                  folder: Path | None, split: Split = "all") -> np.ndarray:
     """Half photos (package, plus the folder when given), half dead leaves, shuffled."""
     names = ["package_photos", "dead_leaves"] + (["folder"] if folder is not None else [])
     probs = np.array([0.5, 0.5] if folder is None else [0.25, 0.35, 0.4])
@@ -441,11 +463,11 @@ def _sample_mixed(n: int, size: Size, rng: np.random.Generator,
     for s, name in enumerate(names):
         idx = np.flatnonzero(pick == s)
         if len(idx):
-            out[idx] = SOURCES[name](len(idx), (h, w), rng, folder)
+            out[idx] = SOURCES[name](len(idx), (h, w), rng, folder, split)
     return out
 
 
-SourceFn = Callable[[int, Size, np.random.Generator, "Path | None"], np.ndarray]
+SourceFn = Callable[[int, Size, np.random.Generator, "Path | None", Split], np.ndarray]
 
 #: Every clean-image source, by the name used in configs.
 SOURCES: dict[str, SourceFn] = {
@@ -462,17 +484,21 @@ def sample_clean(
     size: Size,
     rng: RngLike = None,
     folder: str | os.PathLike | None = None,
+    split: Split = "all",
 ) -> np.ndarray:
     """``n`` clean crops (n, H, W, 3) float32 in [0, 1] from ``source`` (see :data:`SOURCES`).
 
-    Deterministic for a given ``rng`` state (or integer seed).
+    Deterministic for a given ``rng`` state (or integer seed). ``split`` = "train" or "holdout"
+    keeps evaluation images out of training (see :data:`HOLDOUT_PHOTOS`).
     """
     if source not in SOURCES:
         raise ValueError(f"unknown clean source {source!r}; choose one of {sorted(SOURCES)}")
+    if split not in ("all", "train", "holdout"):
+        raise ValueError(f"unknown split {split!r}; choose all, train or holdout")
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     return SOURCES[source](n, size, np.random.default_rng(rng),
-                           None if folder is None else Path(folder))
+                           None if folder is None else Path(folder), split)
 
 
 def _hw(size: Size) -> tuple[int, int]:

@@ -1,0 +1,76 @@
+"""Checkpoints: everything a run needs to continue exactly, written atomically, read safely.
+
+A checkpoint is a plain dict of tensors and Python primitives, so it loads with
+`torch.load(weights_only=True)` (no arbitrary unpickling). It is written to a temporary file in
+the same folder and renamed over the target, so a crash or SIGKILL mid-write leaves the previous
+checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+FORMAT = "qualiteacher-edge-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message says which file and what to do."""
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Atomically write `state` (plus format tags) to `path`."""
+    import torch
+
+    from qt_train.atomic import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **state}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path, expect_arch: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint with `weights_only=True`; refuse truncated files and other architectures.
+
+    A bare state dict (e.g. a pretrained model from elsewhere) is accepted and returned as
+    {"model": state_dict}, so `--init` can take any compatible weights.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found — pass the path of a .ckpt written by qt-train")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes) — use an earlier checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({reason[:120]}) — use an earlier checkpoint"
+        ) from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict of weights")
+    if state.get("format") != FORMAT:
+        if all(isinstance(v, torch.Tensor) for v in state.values()):
+            return {"model": state}
+        inner = state.get("params") or state.get("state_dict") or state.get("model")
+        if isinstance(inner, dict):
+            return {"model": inner}
+        raise CheckpointError(f"checkpoint {path} is not a qualiteacher-edge checkpoint nor a state dict")
+    if state.get("version", 0) > VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {state['version']}, newer than this toolkit's {VERSION} — upgrade"
+        )
+    if expect_arch is not None and state.get("arch") not in (None, expect_arch):
+        raise CheckpointError(
+            f"checkpoint {path} is for architecture '{state.get('arch')}', but the config says '{expect_arch}'"
+            f" — set model.arch: {state.get('arch')} or pick a matching checkpoint"
+        )
+    return state

@@ -1,0 +1,33 @@
+"""Quality-conditioned restoration backbones and their registry.
+
+Public API: ``BACKBONES``, ``build_backbone``, ``backbone_config_class``, the configs
+``EdgeUNetConfig`` / ``NAFNetConfig``, ``load_state_dict_checked`` and the export views
+``FoldedQuality`` / ``QualityInput``. See :mod:`.conditioning` for the quality contract.
+"""
+
+from .checkpoint import CheckpointMismatchError, arch_of, load_state_dict_checked
+from .conditioning import Quality, QualityConditioned, QualityEmbedding
+from .edge_unet import EdgeUNet, EdgeUNetConfig
+from .nafnet import NAFNet, NAFNetConfig
+from .registry import BACKBONES, DEFAULT_BACKBONE, BackboneEntry, backbone_config_class, build_backbone
+from .views import FoldedQuality, QualityInput
+
+__all__ = [
+    "BACKBONES",
+    "DEFAULT_BACKBONE",
+    "BackboneEntry",
+    "CheckpointMismatchError",
+    "EdgeUNet",
+    "EdgeUNetConfig",
+    "FoldedQuality",
+    "NAFNet",
+    "NAFNetConfig",
+    "Quality",
+    "QualityConditioned",
+    "QualityEmbedding",
+    "QualityInput",
+    "arch_of",
+    "backbone_config_class",
+    "build_backbone",
+    "load_state_dict_checked",
+]

@@ -1,0 +1,236 @@
+"""Backbones: registry, the quality contract, any-size inputs, checkpoints, ONNX export."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qt_train.models import (
+    BACKBONES,
+    CheckpointMismatchError,
+    EdgeUNet,
+    EdgeUNetConfig,
+    FoldedQuality,
+    NAFNetConfig,
+    QualityInput,
+    backbone_config_class,
+    build_backbone,
+    load_state_dict_checked,
+)
+
+# Small configs keep the tests fast on 2 CPU cores; the defaults are exercised once below.
+SMALL = {
+    "edge_unet": {"widths": (8, 12, 16), "enc_blocks": (1, 1), "mid_blocks": 1, "dec_blocks": (1, 1)},
+    "nafnet": {"width": 8, "enc_blocks": (1, 1, 1), "mid_blocks": 1, "dec_blocks": (1, 1, 1)},
+}
+ARCHS = sorted(SMALL)
+
+
+def small(name: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_backbone(name, **SMALL[name]).eval()
+
+
+def perturb_embedding(model: torch.nn.Module, seed: int = 1) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        w = model.quality_embed.embed.weight
+        w.copy_(torch.randn(w.shape, generator=g))
+
+
+def test_registry_lists_both_and_rejects_unknown() -> None:
+    assert set(BACKBONES) == {"edge_unet", "nafnet"}
+    assert backbone_config_class("nafnet") is NAFNetConfig
+    with pytest.raises(ValueError, match="edge_unet, nafnet"):
+        build_backbone("unet3000")
+    with pytest.raises(ValueError, match="widths"):
+        build_backbone("edge_unet", widht=(8, 8, 8))
+    with pytest.raises(TypeError):
+        build_backbone("edge_unet", config=NAFNetConfig())
+    model = build_backbone("edge_unet", config=EdgeUNetConfig(widths=(8, 8, 8)))
+    assert isinstance(model, EdgeUNet) and model.config.widths == (8, 8, 8)
+
+
+def test_configs_are_frozen_and_validated() -> None:
+    cfg = EdgeUNetConfig()
+    with pytest.raises(AttributeError):
+        cfg.widths = (1, 2, 3)  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        EdgeUNetConfig(widths=(8, 8))  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        NAFNetConfig(enc_blocks=(1, 1), dec_blocks=(1,))
+
+
+@pytest.mark.parametrize("name", ARCHS)
+@pytest.mark.parametrize("hw", [(37, 53), (16, 16), (5, 7)])
+def test_any_size_in_same_size_out(name: str, hw: tuple[int, int]) -> None:
+    model = small(name)
+    x = torch.rand(2, 3, *hw)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_quality_forms_and_zero_init(name: str) -> None:
+    model = small(name)
+    x = torch.rand(2, 3, 24, 20)
+    with torch.no_grad():
+        base = model(x)
+        for q in (7, 6.5, torch.tensor([3, 7]), torch.tensor([0.5, 6.0]), torch.tensor(4)):
+            # zero-initialised embedding: conditioned == unconditioned at init
+            assert torch.equal(model(x, quality=q), base)
+    with pytest.raises(ValueError):
+        model(x, quality=8)
+    with pytest.raises(ValueError):
+        model(x, quality=-0.5)
+    with pytest.raises(TypeError):
+        model(x, quality="7")
+    with pytest.raises(ValueError):
+        model(x, quality=7, bias=model.level_bias(7))
+    with pytest.raises(ValueError):
+        model(x, quality=torch.tensor([1, 2, 3]))
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_level_bias_interpolation_and_precomputed_bias(name: str) -> None:
+    model = small(name)
+    perturb_embedding(model)
+    c = model.bottleneck_channels
+    b6, b7 = model.level_bias(6), model.level_bias(7)
+    assert b7.shape == (1, c, 1, 1)
+    torch.testing.assert_close(model.level_bias(6.5), (b6 + b7) / 2)
+    torch.testing.assert_close(model.level_bias(6.0), b6)
+    torch.testing.assert_close(
+        model.level_bias(torch.tensor([6.5, 2.0])), torch.cat([(b6 + b7) / 2, model.level_bias(2)])
+    )
+    assert torch.equal(model.level_bias(torch.tensor([7])), b7)
+    x = torch.rand(2, 3, 16, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, quality=7), model(x, bias=b7))
+        torch.testing.assert_close(model(x, quality=6.5), model(x, bias=(b6 + b7) / 2))
+        per_sample = model(x, quality=torch.tensor([6, 7]))
+        torch.testing.assert_close(per_sample[:1], model(x[:1], quality=6))
+        torch.testing.assert_close(per_sample[1:], model(x[1:], quality=7))
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_levels_differ_after_perturbing_embedding(name: str) -> None:
+    model = small(name)
+    if name == "nafnet":  # NAFBlocks start as identities; open their residual branches
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() == 4 and p.shape[0] == 1 and p.shape[2:] == (1, 1):
+                    p.fill_(0.5)
+    perturb_embedding(model)
+    x = torch.rand(1, 3, 32, 32) * 0.5 + 0.25
+    with torch.no_grad():
+        outs = [model(x, quality=q) for q in (None, 3, 7)]
+    assert not torch.allclose(outs[0], outs[1])
+    assert not torch.allclose(outs[1], outs[2])
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_state_dict_round_trip(name: str) -> None:
+    src = small(name, seed=0)
+    perturb_embedding(src)
+    dst = small(name, seed=1)
+    load_state_dict_checked(dst, src.state_dict(), name)
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        assert torch.equal(src(x, quality=5.5), dst(x, quality=5.5))
+
+
+def test_wrong_arch_checkpoint_is_refused_clearly() -> None:
+    unet, naf = small("edge_unet"), small("nafnet")
+    with pytest.raises(CheckpointMismatchError, match="'nafnet'.*'edge_unet'.*first mismatch: key '"):
+        load_state_dict_checked(unet, naf.state_dict(), "nafnet")
+    # A checkpoint that claims the right arch but does not fit names the first key.
+    with pytest.raises(CheckpointMismatchError, match="edge_unet.*key 'stem.1.weight'"):
+        load_state_dict_checked(unet, naf.state_dict(), "edge_unet")
+    other = build_backbone("edge_unet", **{**SMALL["edge_unet"], "widths": (8, 12, 24)})
+    with pytest.raises(CheckpointMismatchError, match=r"key 'down3.0.weight' has shape \(24, 12, 3, 3\)"):
+        load_state_dict_checked(unet, other.state_dict(), "edge_unet")
+
+
+def test_default_edge_unet_budget() -> None:
+    """The default edge model stays inside its INT8 real-time budget (about 1.7 GMAC at 640x360)."""
+    from qt_train.models.profile import count_macs, count_params
+
+    model = build_backbone("edge_unet").eval()
+    macs = count_macs(model, 360, 640)
+    assert 1.0e9 < macs < 3.0e9
+    assert count_params(model) < 1_000_000
+
+
+def _onnx_ops(path) -> set[str]:
+    import onnx
+
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+STANDARD_OPS = {
+    "Conv", "Relu", "Add", "Concat", "DepthToSpace", "SpaceToDepth", "Reshape", "Transpose", "Clip",
+    "Pad", "Slice", "Constant", "ConstantOfShape", "Shape", "Gather", "Unsqueeze", "Squeeze", "Cast",
+    "Sub", "Mod", "Mul", "Floor",
+}  # fmt: skip
+
+
+LEGACY_EXPORT = pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning:torch.*", "ignore::DeprecationWarning:tests.*"
+)
+
+
+@LEGACY_EXPORT
+def test_edge_unet_onnx_export_matches_onnxruntime(tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    model = small("edge_unet")
+    perturb_embedding(model)
+    folded = FoldedQuality(model, 7).eval()
+    path = tmp_path / "edge_unet.onnx"
+    dyn = {0: "n", 2: "h", 3: "w"}
+    torch.onnx.export(
+        folded, (torch.rand(1, 3, 32, 48),), str(path), opset_version=17, dynamo=False,
+        input_names=["input"], output_names=["output"], dynamic_axes={"input": dyn, "output": dyn},
+    )  # fmt: skip
+    ops = _onnx_ops(path)
+    assert ops <= STANDARD_OPS, ops - STANDARD_OPS
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for shape in [(1, 3, 32, 48), (2, 3, 37, 53)]:  # dynamic sizes, including padding
+        x = torch.rand(*shape)
+        (got,) = session.run(None, {"input": x.numpy()})
+        with torch.no_grad():
+            want = model(x, quality=7).numpy()
+        assert abs(got - want).max() < 1e-5
+
+
+@LEGACY_EXPORT
+def test_edge_unet_quality_input_export(tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    model = small("edge_unet")
+    perturb_embedding(model)
+    path = tmp_path / "edge_unet_q.onnx"
+    torch.onnx.export(
+        QualityInput(model).eval(), (torch.rand(1, 3, 32, 32), torch.tensor([7.0])), str(path),
+        opset_version=17, dynamo=False, input_names=["input", "quality"], output_names=["output"],
+        dynamic_axes={"input": {0: "n"}, "quality": {0: "n"}, "output": {0: "n"}},
+    )  # fmt: skip
+    assert _onnx_ops(path) <= STANDARD_OPS
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.rand(2, 3, 32, 32)
+    q = torch.tensor([6.5, 3.0])
+    (got,) = session.run(None, {"input": x.numpy(), "quality": q.numpy()})
+    with torch.no_grad():
+        want = model(x, quality=q).numpy()
+    assert abs(got - want).max() < 1e-5
+
+
+@pytest.mark.slow
+def test_default_nafnet_forward() -> None:
+    model = build_backbone("nafnet").eval()
+    with torch.no_grad():
+        y = model(torch.rand(1, 3, 40, 72), quality=7)
+    assert y.shape == (1, 3, 40, 72)
