@@ -44,8 +44,7 @@ class ModelConfig:
     """The restoration backbone; `options` go to the backbone's own config dataclass."""
 
     arch: str = "edge_unet"  # a name in qt_train.models.BACKBONES
-    options: dict[str, Any] = field(default_factory=dict)
-    levels: int = 8  # quality levels of the conditioning embedding
+    options: dict[str, Any] = field(default_factory=dict)  # e.g. {widths: [16, 32, 64], levels: 8}
 
 
 @dataclass(frozen=True)
@@ -60,16 +59,22 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How long and how to train; `stage` picks supervised base training or the semi-supervised stage."""
+    """How long and how to train.
 
-    stage: Literal["base", "semi"] = "semi"
-    method: Literal["qualiteacher", "mean_teacher", "reliable_bank"] = "qualiteacher"
-    iterations: int = 2000
+    Stage 1 (base) trains the backbone on synthetic pairs; stage 2 runs `method` from the
+    stage-1 weights (or from `init`). `supervised` as a method continues the labelled branch
+    alone: the control that tells whether a semi-supervised gain is more than extra training.
+    """
+
+    method: Literal["qualiteacher", "mean_teacher", "reliable_bank", "supervised"] = "qualiteacher"
+    base_iterations: int = 1000  # stage 1, supervised on synthetic pairs; skipped when `init` is set
+    base_lr: float = 2e-4
+    iterations: int = 2000  # stage 2, the semi-supervised method (optim.lr)
     batch: int = 8  # labelled (synthetic) pairs per iteration
     real_batch: int = 4  # unlabelled real images per iteration (semi stage)
     n_real: int = 64  # realistic-domain images synthesised when data.real is null
     init: str | None = None  # checkpoint or state dict to start from (any compatible weights)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5))
     ema_decay: float = 0.999
     log_every: int = 20
     eval_every: int = 500
@@ -79,8 +84,8 @@ class TrainConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.iterations < 1 or self.batch < 1 or self.real_batch < 1:
-            raise ValueError("iterations, batch and real_batch must be >= 1")
+        if self.iterations < 0 or self.base_iterations < 0 or self.batch < 1 or self.real_batch < 1:
+            raise ValueError("iterations and base_iterations must be >= 0, batch and real_batch >= 1")
         if not 0.0 <= self.ema_decay <= 1.0:
             raise ValueError(f"ema_decay must be in [0, 1], got {self.ema_decay}")
 
@@ -114,6 +119,14 @@ class MethodConfig:
     consistency_weight: float = 1.0
     crop_frac: float = 0.5
     aligned_crops: bool = True
+
+    def __post_init__(self) -> None:
+        if self.preference and not self.conditioning:
+            raise ValueError("method.preference compares quality levels: it needs method.conditioning: true")
+        if self.bank_size < 1:
+            raise ValueError("method.bank_size must be >= 1")
+        if any(not 0 <= k < self.top_level for k in self.preference_levels):
+            raise ValueError(f"method.preference_levels must lie below top_level {self.top_level}")
 
 
 @dataclass(frozen=True)
@@ -149,6 +162,17 @@ def degradation_params(cfg: RunConfig, source: str = "<config>") -> Any:
     return build(params_cls, cfg.degradation, source=source, prefix="degradation.")
 
 
+def model_options(cfg: RunConfig, source: str = "<config>") -> Any:
+    """The backbone's frozen config, built strictly from `model.options`."""
+    from qt_train.models import backbone_config_class
+
+    try:
+        config_cls = backbone_config_class(cfg.model.arch)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: model.arch: {exc}") from exc
+    return build(config_cls, cfg.model.options, source=source, prefix="model.options.")
+
+
 def load_run_config(path: str | Path | None, overrides: Sequence[str] = (), task: str | None = None) -> RunConfig:
     """Load a run config (YAML and/or `--set` overrides), validating every section before any work."""
     defaults = {"task": task} if task else None
@@ -158,7 +182,8 @@ def load_run_config(path: str | Path | None, overrides: Sequence[str] = (), task
     if task is not None and cfg.task != task:
         raise ConfigError(f"{path}: config is for task '{cfg.task}' but --task {task} was given")
     degradation_params(cfg, source=str(path) if path else "<defaults>")
+    model_options(cfg, source=str(path) if path else "<defaults>")
     return cfg
 
 
-__all__ = ["DataConfig", "RunConfig", "TASK_NAMES", "degradation_params", "load_run_config", "read_yaml"]
+__all__ = ["DataConfig", "RunConfig", "TASK_NAMES", "degradation_params", "load_run_config", "model_options", "read_yaml"]

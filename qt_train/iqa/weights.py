@@ -25,7 +25,8 @@ from .spec import Member
 
 WEIGHTS_ENV = "QT_IQA_WEIGHTS"
 FETCH_HINT = (
-    "`qt-iqa fetch` (coming) downloads it on request; or put the file in a folder and set "
+    "`qt-iqa fetch --ensemble CFG --to DIR` downloads it on request (then set "
+    f"{WEIGHTS_ENV}=DIR); or put the file in a folder yourself and set "
     f"{WEIGHTS_ENV}=DIR (or pass weights_dir=DIR)"
 )
 
