@@ -1,0 +1,100 @@
+"""Evaluation of a trained student: PSNR/SSIM on pairs, IQA scores on real images, the
+per-level curve, and the paper's extrapolation check (does the top level beat the best PL?).
+
+Pure functions over (N,3,H,W) tensors and a model, so qt-eval and the benchmarks share them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+Model = Callable[..., torch.Tensor]
+
+
+@torch.no_grad()
+def run_model(model: torch.nn.Module, x: torch.Tensor, quality: float | None, chunk: int = 8) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i : i + chunk], quality=quality) for i in range(0, len(x), chunk)])
+
+
+def paired_metrics(out: torch.Tensor, gt: torch.Tensor, lq: torch.Tensor | None = None) -> dict[str, float]:
+    from qt_train.metrics import psnr, ssim
+
+    result = {"psnr": float(psnr(out, gt).mean()), "ssim": float(ssim(out, gt).mean()), "n": len(out)}
+    if lq is not None:
+        result["input_psnr"] = float(psnr(lq, gt).mean())
+        result["input_ssim"] = float(ssim(lq, gt).mean())
+    return result
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation (average ranks for ties); NaN when one side is constant."""
+    from scipy.stats import spearmanr
+
+    rho = spearmanr(x, y).statistic
+    return float(rho)
+
+
+@dataclass(frozen=True)
+class LevelCurve:
+    levels: list[float]
+    scores: list[float]  # mean ensemble score of the outputs at each level
+    rho: float  # Spearman between level and mean score
+
+
+@torch.no_grad()
+def level_curve(model: torch.nn.Module, x: torch.Tensor, ensemble: Any, levels: list[float] | None = None) -> LevelCurve:
+    """Run the student at every quality level; a quality-graded student scores higher at higher levels."""
+    levels = levels if levels is not None else [float(k) for k in range(8)]
+    scores = [float(ensemble.score(run_model(model, x, q), use_cache=False).combined.mean()) for q in levels]
+    return LevelCurve(levels, scores, spearman(np.array(levels), np.array(scores)))
+
+
+@torch.no_grad()
+def extrapolation(model: torch.nn.Module, x: torch.Tensor, ensemble: Any, top: int = 7,
+                  views: tuple[str, ...] = ("identity", "hflip", "vflip", "rot90")) -> dict[str, float]:
+    """Fraction of images where the student at the top level out-scores the best pseudo-label.
+
+    The PLs are what the (EMA) teacher would produce now: the unconditioned model on each view.
+    """
+    from qt_train.method.augment import invert, multi_augment
+
+    model.eval()
+    top_scores = ensemble.score(run_model(model, x, top), use_cache=False).combined
+    pls = [invert(name, run_model(model, xa, None)) for name, xa in multi_augment(x, views)]
+    pl_scores = torch.stack([ensemble.score(p, use_cache=False).combined for p in pls]).amax(0)
+    return {
+        "fraction_top_beats_best_pl": float((top_scores > pl_scores).float().mean()),
+        "mean_top_score": float(top_scores.mean()),
+        "mean_best_pl_score": float(pl_scores.mean()),
+    }
+
+
+def before_after_grid(lq: torch.Tensor, out: torch.Tensor, gt: torch.Tensor | None = None, n: int = 6) -> np.ndarray:
+    """uint8 RGB grid: one row per image, columns input | output (| ground truth)."""
+    cols = [lq[:n], out[:n]] + ([gt[:n]] if gt is not None else [])
+    rows = [torch.cat([c[i] for c in cols], dim=2) for i in range(min(n, len(lq)))]
+    grid = torch.cat(rows, dim=1).clamp(0, 1)
+    return (grid.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def plot_level_curve(curve: LevelCurve, path: Any, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=120)
+    ax.plot(curve.levels, curve.scores, marker="o")
+    ax.set_xlabel("quality level given to the student")
+    ax.set_ylabel("ensemble score of the output")
+    ax.set_title(f"{title} (Spearman ρ = {curve.rho:.2f})".strip())
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,44 @@
+"""Full-reference metrics on (N,3,H,W) tensors in [0,1]: PSNR and SSIM, per image.
+
+Pure functions so the training loop, qt-eval and the export gates agree on one definition.
+SSIM follows Wang et al. 2004 (11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03) on the
+luminance-free RGB mean over channels, computed with 'valid' filtering.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """PSNR in dB per image, (N,). Identical images give 100 dB rather than inf (keeps means finite)."""
+    mse = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
+    return torch.where(mse > eps, 10.0 * torch.log10(1.0 / mse.clamp_min(eps)), torch.full_like(mse, 100.0))
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    coords = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return torch.outer(g, g)
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """SSIM per image, (N,), averaged over channels and valid window positions."""
+    x, y = pred.float(), target.float()
+    c = x.shape[1]
+    if min(x.shape[-2:]) < window:
+        raise ValueError(f"SSIM needs images of at least {window}x{window}, got {tuple(x.shape[-2:])}")
+    w = _gaussian_window(window, sigma).to(x.device).expand(c, 1, window, window)
+
+    def filt(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, w, groups=c)
+
+    c1, c2 = 0.01**2, 0.03**2
+    mx, my = filt(x), filt(y)
+    sxx = filt(x * x) - mx * mx
+    syy = filt(y * y) - my * my
+    sxy = filt(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return s.flatten(1).mean(1)

@@ -1,0 +1,174 @@
+"""The loss of one iteration, per method. Each function returns named loss terms (tensors).
+
+The training loop sums the terms; keeping each method in one function here lets the loop read
+top to bottom and makes the difference between methods visible side by side:
+
+- `supervised`: the labelled branch only (stage 1, and the "more training" control).
+- `mean_teacher`: unconditioned student trained on every current teacher PL (plain L1).
+- `reliable_bank`: Semi-UIR's bank: one PL per image, replaced only when a candidate
+  out-scores both the stored PL and the student's own output; unconditioned.
+- `qualiteacher`: every PL kept (best k per image in the bank), the student conditioned on
+  each PL's quality level with block-weighted L1, plus the preference and cropped
+  consistency losses from their start iterations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from qt_train.method.augment import invert, multi_augment, strong_augment
+from qt_train.method.bank import BankEntry, MemoryBank, reliable_accepts
+from qt_train.method.losses import block_weighted_l1, cropped_consistency, level_pair, preference_loss
+from qt_train.schema import MethodConfig
+
+Terms = dict[str, torch.Tensor]
+
+
+@dataclass
+class RealBatch:
+    """Unlabelled images of one iteration: ids in the pool, the images, and which get a weak hflip."""
+
+    ids: list[int]
+    x: torch.Tensor  # canonical orientation
+    flips: torch.Tensor  # (N,) bool
+
+    def weak(self, t: torch.Tensor) -> torch.Tensor:
+        """Apply this batch's weak augmentation (its own inverse) to images aligned with x."""
+        return torch.where(self.flips.view(-1, 1, 1, 1), t.flip(-1), t)
+
+
+def labelled_terms(student: torch.nn.Module, lq: torch.Tensor, gt: torch.Tensor, quality: int | None,
+                   weight: float) -> Terms:
+    """L1 to ground truth. A conditioned student sees clean targets at the top level."""
+    return {"sup": weight * F.l1_loss(student(lq, quality=quality), gt)}
+
+
+@torch.no_grad()
+def teacher_candidates(teacher: torch.nn.Module, x: torch.Tensor, views: tuple[str, ...]) -> torch.Tensor:
+    """(V, N, 3, H, W) PL candidates: the unconditioned teacher on each view, mapped back."""
+    return torch.stack([invert(name, teacher(xa, quality=None)) for name, xa in multi_augment(x, views)])
+
+
+def _views(m: MethodConfig) -> tuple[str, ...]:
+    return tuple(m.augments) if m.multi_augment else ("identity",)
+
+
+def _strong(x: torch.Tensor, m: MethodConfig, gen: torch.Generator) -> torch.Tensor:
+    return strong_augment(x, gen, n_ops=m.strong_ops, magnitude=m.strong_magnitude)
+
+
+def mean_teacher_terms(student, teacher, batch: RealBatch, m: MethodConfig, gen: torch.Generator) -> Terms:
+    xw = batch.weak(batch.x)
+    cands = teacher_candidates(teacher, xw, _views(m))  # every PL, trusted as it is
+    v, n = cands.shape[:2]
+    xs = _strong(xw, m, gen).repeat(v, 1, 1, 1)
+    out = student(xs, quality=None)
+    return {"pl": m.pl_weight * F.l1_loss(out, cands.reshape(v * n, *cands.shape[2:]))}
+
+
+def _rank_scores(scores: Any) -> torch.Tensor:
+    """The bank's ranking: the sum of normalised member scores (METHOD.md §3)."""
+    return torch.stack(list(scores.norm.values())).sum(0)
+
+
+def reliable_bank_terms(student, teacher, ensemble, bank: MemoryBank, batch: RealBatch, m: MethodConfig,
+                        gen: torch.Generator) -> Terms:
+    xw = batch.weak(batch.x)
+    cands = teacher_candidates(teacher, xw, _views(m))
+    v, n = cands.shape[:2]
+    flat = cands.reshape(v * n, *cands.shape[2:])
+    rank = _rank_scores(ensemble.score(flat, use_cache=False)).view(v, n)
+    best_view = rank.argmax(0)
+    with torch.no_grad():
+        own = _rank_scores(ensemble.score(student(xw, quality=None), use_cache=False))
+    targets, inputs = [], []
+    xs = _strong(xw, m, gen)
+    for j, image_id in enumerate(batch.ids):
+        key, flip = str(image_id), bool(batch.flips[j])
+        cand, cand_score = cands[best_view[j], j], float(rank[best_view[j], j])
+        stored = bank.best(key)
+        if bool(reliable_accepts(None if stored is None else stored.score, cand_score, float(own[j]))):
+            bank.update(key, [BankEntry(cand_score, 0, cand.flip(-1) if flip else cand, None)])
+        stored = bank.best(key)
+        if stored is not None:  # images without an accepted PL yet sit this iteration out
+            inputs.append(xs[j])
+            targets.append(stored.pl.flip(-1) if flip else stored.pl)
+    if not inputs:
+        return {"pl": torch.zeros((), requires_grad=True)}
+    out = student(torch.stack(inputs), quality=None)
+    return {"pl": m.pl_weight * F.l1_loss(out, torch.stack(targets))}
+
+
+def _block_weights(ensemble, flat: torch.Tensor, combined: torch.Tensor, block: int) -> torch.Tensor:
+    """(N, hb, wb) quality per block; a PL smaller than one block gets its whole-image score."""
+    if block >= max(flat.shape[-2:]):
+        return combined.view(-1, 1, 1)
+    return ensemble.block_map(flat, block=block)
+
+
+def qualiteacher_terms(student, teacher, ensemble, bank: MemoryBank, batch: RealBatch, m: MethodConfig,
+                       gen: torch.Generator, semi_it: int, block: int) -> Terms:
+    xw = batch.weak(batch.x)
+    cands = teacher_candidates(teacher, xw, _views(m))
+    v, n = cands.shape[:2]
+    flat = cands.reshape(v * n, *cands.shape[2:])
+    scores = ensemble.score(flat, use_cache=False)
+    rank = _rank_scores(scores)
+    weights = _block_weights(ensemble, flat, scores.combined, block) if m.block_weighting else None
+
+    # Memory bank: candidates are stored in canonical orientation (un-flip the weak hflip).
+    canon = torch.where(batch.flips.repeat(v).view(-1, 1, 1, 1), flat.flip(-1), flat)
+    entries: list[list[BankEntry]] = []
+    for j, image_id in enumerate(batch.ids):
+        cand = []
+        for view in range(v):
+            i = view * n + j
+            bm = None
+            if weights is not None:
+                bm = weights[i].flip(-1) if bool(batch.flips[j]) else weights[i]
+            cand.append(BankEntry(float(rank[i]), int(scores.level[i]), canon[i], bm))
+        entries.append(bank.update(str(image_id), cand))
+
+    # The student sees a strongly augmented input once per stored PL, at that PL's level.
+    xs = _strong(xw, m, gen)
+    inputs, targets, levels, maps = [], [], [], []
+    for j, es in enumerate(entries):
+        for e in es:
+            inputs.append(xs[j])
+            targets.append(e.pl.flip(-1) if bool(batch.flips[j]) else e.pl)
+            levels.append(e.level)
+            if e.block_map is not None:
+                maps.append(e.block_map.flip(-1) if bool(batch.flips[j]) else e.block_map)
+    quality = torch.tensor(levels) if m.conditioning else None
+    out = student(torch.stack(inputs), quality=quality)
+    target = torch.stack(targets)
+    if maps:
+        loss_pl = block_weighted_l1(out, target, torch.stack(maps), block=block)
+    else:
+        loss_pl = F.l1_loss(out, target)
+    terms: Terms = {"pl": m.pl_weight * loss_pl}
+
+    if m.preference and semi_it >= m.preference_start:
+        top, k = level_pair(gen, m.preference_levels, m.top_level)
+        y = student(torch.cat([xw, xw]), quality=torch.tensor([top] * n + [k] * n))
+        r = ensemble.reward(y)
+        # max over each image's stored PLs of r(PL). No score cache in training: a resumed run starts
+        # with an empty cache, and recomputing in other batch sizes could change the last bits.
+        stored_pls = torch.stack([e.pl for es in entries for e in es])
+        owner = torch.tensor([j for j, es in enumerate(entries) for _ in es])
+        r_pl = ensemble.score(stored_pls, use_cache=False).combined.cpu()
+        r_best = torch.full((n,), -torch.inf).scatter_reduce(0, owner, r_pl, reduce="amax").to(r.device)
+        terms["pref"] = preference_loss(
+            r[:n], r[n:], r_best, beta=m.preference_beta, delta=m.preference_delta,
+            lam=m.preference_weight, b_weight=m.preference_b_weight,
+        )
+    if m.consistency and semi_it >= m.consistency_start:
+        top_q = m.top_level if m.conditioning else None
+        terms["cons"] = m.consistency_weight * cropped_consistency(
+            lambda t: student(t, quality=top_q), xw, gen, frac=m.crop_frac, aligned=m.aligned_crops
+        )
+    return terms

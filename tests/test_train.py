@@ -1,0 +1,208 @@
+"""qt-train end to end on a tiny model: every method, resume after SIGKILL, DDP, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from qt_train.checkpoint import load_checkpoint
+from qt_train.train.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = str(REPO / "configs" / "dehaze.yaml")
+
+# A model and data small enough for 2 CPU cores; 96 px is the smallest the default IQA ensemble rates.
+TINY = [
+    "model.options={widths: [8, 16, 16], enc_blocks: [0, 0], mid_blocks: 1, dec_blocks: [0, 0]}",
+    "data.size=96", "data.patch=96", "data.n_train=6", "data.n_val=2",
+    "train.batch=2", "train.real_batch=2", "train.n_real=4", "train.threads=1",
+    "train.base_iterations=3", "train.iterations=3", "train.log_every=1", "train.eval_every=3",
+    "train.ckpt_every=3", "train.image_every=1000",
+    "method.preference_start=1", "method.consistency_start=1",
+]
+
+
+def sets(*extra: str) -> list[str]:
+    out = []
+    for item in [*TINY, *extra]:
+        out += ["--set", item]
+    return out
+
+
+def tensors_equal(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(tensors_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(tensors_equal(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["qualiteacher", "mean_teacher", "reliable_bank", "supervised"])
+def test_every_method_trains_and_checkpoints(tmp_path, method):
+    run = tmp_path / "run"
+    assert main(["--config", CONFIG, "--run-dir", str(run), "--no-progress", *sets(f"train.method={method}")]) == 0
+    ckpt = load_checkpoint(run / "last.ckpt", expect_arch="edge_unet")
+    assert ckpt["iteration"] == 6 and ckpt["method"] == method and ckpt["stage"] == "semi"
+    for key in ("model", "ema", "optimizer", "bank", "rng", "config", "scheduler"):
+        assert key in ckpt
+    entries = ckpt["bank"]["entries"]
+    if method == "qualiteacher":
+        assert entries and all(1 <= len(v) <= 3 for v in entries.values())
+        assert all(0 <= e["level"] <= 7 for v in entries.values() for e in v)
+    elif method == "reliable_bank":
+        assert all(len(v) == 1 for v in entries.values())
+    else:
+        assert not entries
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert any('"eval/realistic_psnr"' in line for line in lines)
+    assert (run / "config.yaml").is_file() and "qt-train" in (run / "command.txt").read_text()
+    assert list((run / "tb").iterdir()), "no TensorBoard events"
+
+
+@pytest.mark.slow
+def test_qualiteacher_losses_all_active(tmp_path):
+    run = tmp_path / "run"
+    assert main(["--config", CONFIG, "--run-dir", str(run), "--no-progress", *sets()]) == 0
+    text = (run / "metrics.jsonl").read_text()
+    for term in ("loss/sup", "loss/pl", "loss/pref", "loss/cons"):
+        assert term in text
+
+
+def _run_cli(run: Path, extra: list[str], resume: bool = False) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "qt_train.train.cli", "--config", CONFIG, "--run-dir", str(run), "--no-progress",
+           *sets("train.ckpt_every=1", "train.iterations=5", *extra)]
+    if resume:
+        cmd.append("--resume")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_bit_identical(tmp_path):
+    straight = tmp_path / "straight"
+    proc = _run_cli(straight, [])
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()
+
+    killed = tmp_path / "killed"
+    proc = _run_cli(killed, [])
+    deadline = time.time() + 600
+    while time.time() < deadline:  # kill once a stage-2 checkpoint exists, mid-run
+        ckpt = killed / "last.ckpt"
+        if ckpt.exists() and load_checkpoint(ckpt)["iteration"] >= 5:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    at_kill = load_checkpoint(killed / "last.ckpt")["iteration"]
+    assert 5 <= at_kill < 8, "the run finished before it could be killed; make it longer"
+    proc = _run_cli(killed, [], resume=True)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()
+
+    a, b = load_checkpoint(straight / "last.ckpt"), load_checkpoint(killed / "last.ckpt")
+    assert a["iteration"] == b["iteration"] == 8
+    for key in ("model", "ema", "optimizer", "bank"):
+        assert tensors_equal(a[key], b[key]), f"{key} differs after resume"
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_with_gloo(tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "qt_train.train.cli", "--config", CONFIG, "--run-dir", str(run), "--no-progress", *sets()]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = load_checkpoint(run / "last.ckpt")
+    ids = {int(k) for k in ckpt["bank"]["entries"]}
+    assert {i % 2 for i in ids} == {0, 1}, "both ranks' memory banks must be in the checkpoint"
+
+
+def test_nan_loss_stops_naming_iteration_and_term(tmp_path, monkeypatch, capsys):
+    from qt_train.train.sources import LabelledStream
+
+    real_batch = LabelledStream.batch
+
+    def poisoned(self, it, rank, n):
+        lq, gt = real_batch(self, it, rank, n)
+        if it == 2:
+            lq = lq * float("nan")
+        return lq, gt
+
+    monkeypatch.setattr(LabelledStream, "batch", poisoned)
+    run = tmp_path / "run"
+    code = main(["--config", CONFIG, "--run-dir", str(run), "--no-progress", *sets("train.method=supervised")])
+    err = capsys.readouterr().err
+    assert code == 2 and "iteration 2: loss 'sup' is nan" in err
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["data.real=/nonexistent/footage"], "/nonexistent/footage"),
+        (["train.init=/nonexistent/base.ckpt"], "not found"),
+        (["model.arch=resnet"], "unknown backbone 'resnet'"),
+        (["model.options={widths: [8, 16]}", "model.options.widht=3"], "widht"),
+    ],
+)
+def test_bad_input_fails_before_any_work(tmp_path, capsys, extra, fragment):
+    run = tmp_path / "run"
+    code = main(["--config", CONFIG, "--run-dir", str(run), "--no-progress", *sets(*extra)])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and err.strip().count("\n") == 0
+    assert not run.exists()
+
+
+def test_empty_real_folder_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code = main(["--config", CONFIG, "--run-dir", str(tmp_path / "run"), *sets(f"data.real={tmp_path / 'empty'}")])
+    assert code == 2 and "empty" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path, capsys):
+    from qt_train.checkpoint import save_checkpoint
+    from qt_train.models import build_backbone
+
+    other = build_backbone("nafnet", width=8, enc_blocks=(1, 1, 1, 1), mid_blocks=1, dec_blocks=(1, 1, 1, 1))
+    save_checkpoint(tmp_path / "naf.ckpt", {"arch": "nafnet", "model": other.state_dict()})
+    code = main(["--config", CONFIG, "--run-dir", str(tmp_path / "run"), *sets(f"train.init={tmp_path / 'naf.ckpt'}")])
+    err = capsys.readouterr().err
+    assert code == 2 and "'nafnet'" in err and "'edge_unet'" in err
+    # a bare state dict of the other architecture is refused too, naming the mismatching key
+    torch.save(other.state_dict(), tmp_path / "naf_bare.pth")
+    code = main(["--config", CONFIG, "--run-dir", str(tmp_path / "run2"), *sets(f"train.init={tmp_path / 'naf_bare.pth'}")])
+    err = capsys.readouterr().err
+    assert code == 2 and "edge_unet" in err and "key" in err
+
+
+def test_truncated_checkpoint_is_refused_and_files_untouched(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    good = torch.zeros(1000)
+    torch.save({"format": "x", "w": good}, run / "last.ckpt")
+    data = (run / "last.ckpt").read_bytes()
+    (run / "last.ckpt").write_bytes(data[: len(data) // 2])
+    before = (run / "last.ckpt").read_bytes()
+    code = main(["--config", CONFIG, "--run-dir", str(run), "--resume", *sets()])
+    err = capsys.readouterr().err
+    assert code == 2 and "truncated or corrupt" in err
+    assert (run / "last.ckpt").read_bytes() == before and sorted(p.name for p in run.iterdir()) == ["last.ckpt"]
+
+
+def test_existing_run_is_not_overwritten(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.ckpt").write_bytes(b"previous")
+    code = main(["--config", CONFIG, "--run-dir", str(run), *sets()])
+    assert code == 2 and "--resume" in capsys.readouterr().err
+    assert (run / "last.ckpt").read_bytes() == b"previous"
