@@ -230,8 +230,10 @@ def test_learned_member_is_one_more_entry():
     cnn = Member(
         name="cnniqa", weight=0.3, direction="higher", raw_range=(0.0, 1.0), weights_path="cnniqa_qt.pth"
     )
-    spec = dataclasses.replace(default_spec(), members=(*default_spec().members, cnn))
-    assert spec.names == ("niqe", "piqe", "cnniqa")
+    hand_crafted = dataclasses.replace(default_spec(), members=default_spec().members[:2])
+    assert hand_crafted.names == ("niqe", "piqe")
+    spec = dataclasses.replace(hand_crafted, members=(*hand_crafted.members, cnn))
+    assert spec.names == default_spec().names == ("niqe", "piqe", "cnniqa")
 
 
 # ----------------------------------------------------------------------------- weights
@@ -287,17 +289,19 @@ def test_scoring_is_offline(offline):
 
     e = Ensemble(device="cpu")
     s = e.score(_photo())
-    assert set(s.raw) == {"niqe", "piqe"}
+    assert set(s.raw) == {"niqe", "piqe", "cnniqa"}
     assert torch.isfinite(s.combined).all()
 
 
 def test_score_fields(ens, photos):
     s = ens.score(photos, use_cache=False)
     assert s.combined.shape == (4,) and s.level.dtype == torch.long
-    for name in ("niqe", "piqe"):
+    for name in ("niqe", "piqe", "cnniqa"):
         assert s.raw[name].shape == (4,) and torch.isfinite(s.raw[name]).all()
         assert ((s.norm[name] >= 0) & (s.norm[name] <= 1)).all()
-    torch.testing.assert_close(s.combined, 0.5 * s.norm["niqe"] + 0.5 * s.norm["piqe"])
+    torch.testing.assert_close(
+        s.combined, 0.2 * s.norm["niqe"] + 0.1 * s.norm["piqe"] + 0.7 * s.norm["cnniqa"]
+    )
     torch.testing.assert_close(s.level, to_level(s.combined, ens.spec))
 
 

@@ -45,7 +45,7 @@ def test_score_folder_json(folder, capsys):
     items, summary = doc["items"], doc["summary"]
     assert [Path(i["path"]).name for i in items] == ["chelsea.png", "coffee.png", "astronaut.jpg"]
     for it in items:
-        assert set(it["raw"]) == set(it["norm"]) == {"niqe", "piqe"}
+        assert set(it["raw"]) == set(it["norm"]) == set(default_spec().names)
         assert 0.0 <= it["combined"] <= 1.0 and 0 <= it["level"] < 8 and it["frame"] is None
     assert items[0]["size"] == [160, 192] and items[2]["size"] == [128, 128]
     assert summary["scored"] == 3 and summary["skipped"] == 1

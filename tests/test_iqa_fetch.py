@@ -125,8 +125,9 @@ def test_base_url_replaces_host_but_keeps_expected_hash():
 
 def test_local_project_files_are_copied_not_downloaded():
     sources, _ = fx.plan(default_spec())
-    (niqe,) = sources
-    assert niqe.url is None and niqe.local == bundled_assets_dir() / "niqe_pristine.mat"
+    # every weights file of the offline default (NIQE pristine model, learned CNNIQA) ships with the project
+    assert {s.local.name for s in sources} == {"niqe_pristine.mat", "cnniqa_rank.pth"}
+    assert all(s.url is None and s.local.parent == bundled_assets_dir() for s in sources)
 
 
 def test_unknown_file_and_missing_weights_path_explained():

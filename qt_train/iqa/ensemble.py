@@ -18,6 +18,8 @@ inside the image, so all blocks of all images go through each member in one batc
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import warnings
 from collections.abc import Mapping
@@ -29,6 +31,10 @@ from .cache import ScoreCache, image_key
 from .mapping import block_grid, block_quality_map, combine, normalise, to_level, window_starts
 from .spec import EnsembleSpec, Member, default_spec
 from .weights import no_network, resolve_weights
+
+#: Gradient share a differentiable member passes in ``reward`` where its raw score lies outside
+#: ``raw_range`` (the value stays clamped). Small, so in-range members dominate the direction.
+REWARD_LEAK = 0.1
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,8 @@ def build_metric(
     if member.differentiable:
         kwargs.setdefault("loss_reduction", "none")
     try:
-        with no_network(f"IQA member {member.name!r}"):
+        # pyiqa prints "Loading pretrained model ..." to stdout, which would corrupt `qt-iqa --json`.
+        with no_network(f"IQA member {member.name!r}"), contextlib.redirect_stdout(io.StringIO()):
             metric = pyiqa.create_metric(member.name, as_loss=member.differentiable, device=device, **kwargs)
     except (ConnectionError, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
@@ -205,14 +212,16 @@ class Ensemble(torch.nn.Module):
         """Ensemble score (N,) for the preference loss.
 
         Gradients flow through members marked ``differentiable``; the others contribute
-        detached values. No cache (the graph is needed).
+        detached values. No cache (the graph is needed). The value equals ``score().combined``;
+        outside a member's raw range the gradient is the unclamped one times ``REWARD_LEAK``
+        (see ``normalise``), so an output rated beyond the range still gets a direction.
         """
         x = self.check_input(x)
         norm = {}
         for m in self.spec.members:
             if m.differentiable:
                 raw = _run_member(self.metrics[m.name], x)
-                norm[m.name] = normalise(raw, m)
+                norm[m.name] = normalise(raw, m, leak=REWARD_LEAK)
             else:
                 norm[m.name] = normalise(self._raw_batched(m.name, x.detach()), m).detach()
         return combine(norm, self.spec)

@@ -16,12 +16,15 @@ if TYPE_CHECKING:
     from .spec import EnsembleSpec, Member
 
 
-def normalise(raw: torch.Tensor, member: Member) -> torch.Tensor:
+def normalise(raw: torch.Tensor, member: Member, leak: float = 0.0) -> torch.Tensor:
     """Map raw member scores to [0, 1], higher = better, clamped.
 
     Non-finite raw scores (a metric that cannot rate an image, e.g. NIQE on a flat frame)
     map to 0, the worst quality, so they never turn the ensemble score into NaN.
-    Gradients flow where the raw score lies inside ``raw_range``.
+    Gradients flow where the raw score lies inside ``raw_range``; outside it, a hard clamp
+    has zero gradient, so a reward whose raw score left the range could never climb back.
+    ``leak > 0`` keeps the clamped *value* but lets ``leak`` times the unclamped gradient
+    through outside the range (a leaky straight-through clamp); used by ``Ensemble.reward``.
     """
     import torch
 
@@ -32,8 +35,11 @@ def normalise(raw: torch.Tensor, member: Member) -> torch.Tensor:
     t = (raw - lo) / (hi - lo)
     if member.direction == "lower":
         t = 1.0 - t
-    t = t.clamp(0.0, 1.0)
-    return torch.where(torch.isfinite(raw), t, torch.zeros_like(t))
+    clamped = t.clamp(0.0, 1.0)
+    if leak > 0.0 and t.requires_grad:
+        outside = (t < 0.0) | (t > 1.0)
+        clamped = clamped + torch.where(outside, leak * (t - t.detach()), torch.zeros_like(t))
+    return torch.where(torch.isfinite(raw), clamped, torch.zeros_like(clamped))
 
 
 def member_weights(spec: EnsembleSpec) -> dict[str, float]:
