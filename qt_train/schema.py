@@ -69,7 +69,7 @@ class TrainConfig:
     method: Literal["qualiteacher", "mean_teacher", "reliable_bank", "supervised"] = "qualiteacher"
     base_iterations: int = 1000  # stage 1, supervised on synthetic pairs; skipped when `init` is set
     base_lr: float = 2e-4
-    iterations: int = 2000  # stage 2, the semi-supervised method (optim.lr)
+    iterations: int = 4000  # stage 2, the semi-supervised method (optim.lr)
     batch: int = 8  # labelled (synthetic) pairs per iteration
     real_batch: int = 4  # unlabelled real images per iteration (semi stage)
     n_real: int = 64  # realistic-domain images synthesised when data.real is null
@@ -108,14 +108,14 @@ class MethodConfig:
     strong_ops: int = 2  # RandAugment(n, m) on the student's real input
     strong_magnitude: int = 10
     preference: bool = True
-    preference_start: int = 2000
+    preference_start: int = 800  # iteration of stage 2; the reference starts at 2000 of 10k-20k
     preference_weight: float = 1.0  # lambda
     preference_beta: float = 1.0
     preference_delta: float = 0.1
     preference_b_weight: float = 0.5
     preference_levels: tuple[int, ...] = (4, 5, 6)
     consistency: bool = True
-    consistency_start: int = 2000
+    consistency_start: int = 800
     consistency_weight: float = 1.0
     crop_frac: float = 0.5
     aligned_crops: bool = True

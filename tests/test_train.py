@@ -206,3 +206,28 @@ def test_existing_run_is_not_overwritten(tmp_path, capsys):
     code = main(["--config", CONFIG, "--run-dir", str(run), *sets()])
     assert code == 2 and "--resume" in capsys.readouterr().err
     assert (run / "last.ckpt").read_bytes() == b"previous"
+
+
+@pytest.mark.slow
+def test_qt_eval_reports_metrics_curve_and_grid(tmp_path, capsys):
+    import json
+
+    from qt_train.eval_cli import main as eval_main
+
+    run = tmp_path / "run"
+    assert main(["--config", CONFIG, "--run-dir", str(run), "--no-progress", *sets()]) == 0
+    out = tmp_path / "eval"
+    assert eval_main([str(run / "last.ckpt"), "--out", str(out), "--size", "96", "--limit", "3"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["paired"]) == {"synthetic", "realistic"}
+    for m in results["paired"].values():
+        assert 0 < m["psnr"] < 100 and -1 <= m["ssim"] <= 1 and m["n"] == 3
+    curve = results["level_curve"]
+    assert curve["levels"] == [float(k) for k in range(8)] and len(curve["scores"]) == 8
+    assert 0.0 <= results["extrapolation"]["fraction_top_beats_best_pl"] <= 1.0
+    assert (out / "levels.png").stat().st_size > 0 and (out / "grid.png").stat().st_size > 0
+    assert "PSNR" in capsys.readouterr().out
+    # an existing output folder is refused, and left as it was
+    before = (out / "results.json").read_bytes()
+    assert eval_main([str(run / "last.ckpt"), "--out", str(out), "--size", "96", "--limit", "3"]) == 2
+    assert (out / "results.json").read_bytes() == before
