@@ -79,3 +79,38 @@ def small_video(tmp_path: Path) -> Path:
         writer.write(np.full((48, 64, 3), 10 * i, np.uint8))
     writer.release()
     return path
+
+
+# --- `gpu` marker (qt_runtime): skip GPU tests where TensorRT, cuda-python or a CUDA device is missing.
+def _gpu_skip_reason() -> str | None:
+    try:
+        from qt_runtime.engine_build import gpu_name, import_cudart, import_tensorrt
+
+        import_tensorrt()
+        import_cudart()
+        gpu_name(0)
+    except Exception as exc:  # any failure means "no usable GPU here"
+        return f"needs TensorRT + cuda-python + a CUDA GPU ({exc})"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if not gpu_items:
+        return
+    reason = _gpu_skip_reason()
+    if reason is not None:
+        for item in gpu_items:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Every network connection attempt fails the test (nothing here may download)."""
+    import socket
+
+    def refuse(*_a, **_k):
+        raise AssertionError("network used")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)

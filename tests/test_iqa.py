@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -33,16 +32,6 @@ LOWER = Member(name="a", weight=1.0, direction="lower", raw_range=(0.0, 100.0))
 HIGHER = Member(name="b", weight=3.0, direction="higher", raw_range=(2.0, 4.0))
 SPEC8 = EnsembleSpec(members=(LOWER, HIGHER))
 
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Every network connection attempt fails the test."""
-
-    def refuse(*_a, **_k):
-        raise AssertionError("network used")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
 def _photo(name: str = "chelsea", size: int = 256) -> torch.Tensor:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import warnings
 
 import cv2
@@ -16,16 +15,6 @@ from calibration.niqe_fit import HELD_OUT_PHOTOS, package_photo
 
 ASSET = niqe_fit.Path(niqe_fit.__file__).parent / "assets" / "niqe_pristine.mat"
 
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Any network connection attempt fails loudly."""
-
-    def refuse(*_a, **_k):
-        raise AssertionError("network used")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
 @pytest.fixture(scope="module")

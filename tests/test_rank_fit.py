@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import numpy as np
 import pytest
@@ -27,14 +26,6 @@ TINY = FitOptions(
     n2_nodes=16,
 )
 
-
-@pytest.fixture
-def offline(monkeypatch):
-    def refuse(*_a, **_k):
-        raise AssertionError("network used")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
 def _nchw(x: np.ndarray) -> torch.Tensor:
