@@ -1,0 +1,164 @@
+"""Runtime benchmark: end-to-end pipeline FPS (file -> null sink) vs inference-only FPS, and a soak.
+
+  python bench/runtime_bench.py ARTIFACT [--source clip.mp4] [--size 360x640] [--frames 300]
+                                [--backend openvino] [--device CPU] [--policy tile] [--temporal]
+  python bench/runtime_bench.py ARTIFACT --soak-minutes 10 [--sample-seconds 5]
+
+Without ``--source`` a synthetic clip at the model's input size (or ``--size``) is written to a
+temporary folder, so the two numbers compare the same frames. The gap between them is what the
+pipeline costs (decode, colour conversion, fitting, post-processing, encode) beyond the model.
+Soak mode loops the clip through the pipeline and samples RSS every few seconds; growth is reported
+against the first sample after warm-up. Prints one JSON object; ``--out`` also writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from qt_runtime.artifact import load_artifact  # noqa: E402
+from qt_runtime.backends import open_backend  # noqa: E402
+from qt_runtime.pipeline import Pipeline, PipelineOptions  # noqa: E402
+from qt_runtime.sinks import NullSink  # noqa: E402
+from qt_runtime.sources import SourceOptions, open_source  # noqa: E402
+from qt_runtime.stats import rss_bytes  # noqa: E402
+from qt_runtime.temporal import TemporalOptions  # noqa: E402
+
+
+def synthetic_clip(path: Path, hw: tuple[int, int], frames: int = 100, fps: float = 25.0) -> Path:
+    """Textured background with a moving box: decodes like real video, costs nothing to make."""
+    h, w = hw
+    rng = np.random.default_rng(0)
+    bg = cv2.resize(rng.integers(0, 256, (max(2, h // 16), max(2, w // 16), 3), dtype=np.uint8), (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    if not writer.isOpened():
+        raise RuntimeError(f"cannot write {path}")
+    for i in range(frames):
+        f = bg.copy()
+        x = (7 * i) % max(1, w - h // 4)
+        cv2.rectangle(f, (x, h // 3), (x + h // 4, h // 3 + h // 4), (30, 220, 60), -1)
+        writer.write(f)
+    writer.release()
+    return path
+
+
+def inference_fps(backend, hw: tuple[int, int], n: int, quality: float | None) -> dict[str, float]:
+    """Synchronous ``infer`` on one pre-made batch, after a warm-up: the model's ceiling."""
+    spec = backend.input_spec
+    batch = np.random.default_rng(1).random((spec.batch or 1, 3, *hw), dtype=np.float32)
+    for _ in range(3):
+        backend.infer(batch, quality)
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        backend.infer(batch, quality)
+        times.append(time.perf_counter() - t0)
+    t = np.array(times)
+    return {"fps": round(len(t) / t.sum(), 2), "p50_ms": round(1e3 * float(np.median(t)), 3),
+            "p99_ms": round(1e3 * float(np.percentile(t, 99)), 3)}
+
+
+def pipeline_run(backend, source_path: str, opts: PipelineOptions, loop: bool = False):
+    source = open_source(source_path, SourceOptions(loop=loop))
+    pipe = Pipeline(source, backend, NullSink(), opts)
+    return pipe, source
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("artifact", type=Path)
+    p.add_argument("--source", help="video file to run (default: a synthetic clip at the model size)")
+    p.add_argument("--size", help="HxW of the synthetic clip (default: the model input, else 360x640)")
+    p.add_argument("--frames", type=int, default=300, help="frames for each of the two measurements")
+    p.add_argument("--backend", default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--policy", default="tile", choices=("tile", "resize", "letterbox"))
+    p.add_argument("--quality", type=float, default=None)
+    p.add_argument("--temporal", action="store_true")
+    p.add_argument("--no-async", action="store_true")
+    p.add_argument("--soak-minutes", type=float, default=0.0, help="soak for this long instead of the FPS runs")
+    p.add_argument("--sample-seconds", type=float, default=5.0, help="RSS sampling period in soak mode")
+    p.add_argument("--warmup-seconds", type=float, default=10.0, help="soak: RSS baseline taken after this")
+    p.add_argument("--out", type=Path, help="also write the JSON result here")
+    a = p.parse_args(argv)
+
+    artifact = load_artifact(a.artifact)
+    backend = open_backend(artifact, a.backend, a.device)
+    spec = backend.input_spec
+    if a.size:
+        h, w = (int(v) for v in a.size.lower().split("x"))
+    else:
+        h, w = spec.size or (360, 640)
+    tmp = tempfile.TemporaryDirectory(prefix="qt-bench-")
+    source = a.source or str(synthetic_clip(Path(tmp.name) / "clip.avi", (h, w)))
+    opts = PipelineOptions(policy=a.policy, quality=a.quality, use_async=not a.no_async, progress=False,
+                           temporal=TemporalOptions() if a.temporal else None)
+    result: dict[str, object] = {"artifact": str(a.artifact), "backend": backend.describe(), "frame_hw": [h, w],
+                                 "policy": a.policy, "temporal": a.temporal}
+    try:
+        if a.soak_minutes > 0:
+            result["soak"] = soak(backend, source, opts, a.soak_minutes * 60, a.sample_seconds, a.warmup_seconds)
+        else:
+            model_hw = spec.size or (-(-h // spec.multiple) * spec.multiple, -(-w // spec.multiple) * spec.multiple)
+            result["inference_only"] = inference_fps(backend, tuple(model_hw), a.frames, a.quality)
+            pipe, src = pipeline_run(backend, source, PipelineOptions(**{**opts.__dict__, "max_frames": a.frames}),
+                                     loop=True)
+            run = pipe.run()
+            src.close()
+            s = run.summary
+            result["end_to_end"] = {"fps": s["fps_mean"], "frames": s["frames_out"], "latency": s["latency"],
+                                    "dropped": s["dropped_frames"], "rss_mb": s["rss_mb"]}
+            result["pipeline_over_model"] = round(s["fps_mean"] / result["inference_only"]["fps"], 3)
+    finally:
+        backend.close()
+        tmp.cleanup()
+    text = json.dumps(result, indent=2)
+    print(text)
+    if a.out:
+        a.out.write_text(text + "\n")
+    return 0
+
+
+def soak(backend, source: str, opts: PipelineOptions, seconds: float, period: float, warmup: float) -> dict:
+    """Loop the source through the pipeline for ``seconds``; RSS every ``period`` s (bounded list:
+    one sample per period, a 10-hour soak at 5 s is 7200 ints)."""
+    pipe, src = pipeline_run(backend, source, opts, loop=True)
+    samples: list[tuple[float, int, int]] = []
+    done = threading.Event()
+
+    def sampler() -> None:
+        t0 = time.monotonic()
+        while not done.wait(period):
+            samples.append((round(time.monotonic() - t0, 1), rss_bytes(), pipe.stats.frames_out))
+            if time.monotonic() - t0 >= seconds:
+                pipe.stop()
+
+    t = threading.Thread(target=sampler, daemon=True)
+    t.start()
+    run = pipe.run()
+    done.set()
+    t.join()
+    src.close()
+    base = next((s for s in samples if s[0] >= warmup), samples[0] if samples else None)
+    last = samples[-1] if samples else None
+    growth = None if not (base and last and base[1]) else round(100.0 * (last[1] - base[1]) / base[1], 2)
+    return {
+        "seconds": round(run.summary["elapsed_s"], 1), "frames": run.summary["frames_out"],
+        "fps": run.summary["fps_mean"], "rss_mb_baseline": round(base[1] / 2**20, 1) if base else None,
+        "rss_mb_end": round(last[1] / 2**20, 1) if last else None, "rss_growth_pct": growth,
+        "rss_mb_samples": [(s[0], round(s[1] / 2**20, 1)) for s in samples],
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

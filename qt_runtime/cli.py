@@ -1,0 +1,153 @@
+"""qt-run: restore a video stream with an exported artifact.
+
+  qt-run ARTIFACT --source SRC --sink SINK [--backend openvino|onnxruntime|tensorrt] [--device CPU]
+         [--quality L] [--temporal] [--policy tile|resize|letterbox] [--max-frames N] [--summary PATH]
+  qt-run build-engine ARTIFACT [...]      (TensorRT engine, built on the device that runs it)
+
+Sources: 0 | /dev/video0 | rtsp://... | http://... | udp://@:5000 | 'GStreamer ! appsink' |
+jetson-csi[:SENSOR][:WxH][@FPS] | clip.mp4 | frames/
+Sinks: out.mp4 | out.avi | frames_out/ | window | udp://127.0.0.1:5000 | mjpeg://127.0.0.1:8090 | null
+In the window: + / - step the quality level, 0-7 set it, q or Esc quits.
+SIGINT/SIGTERM stop capture, finish the frames in flight and close the output so it plays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+PROG = "qt-run"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so main() owns the one-line error and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ValueError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("artifact", type=Path, help="artifact folder written by qt-export")
+    p.add_argument("--source", required=True, help="camera index, URL, GStreamer string, video file or folder")
+    p.add_argument("--sink", default="null", help="video file, folder, window, udp://..., mjpeg://..., null")
+    p.add_argument("--backend", choices=("openvino", "onnxruntime", "tensorrt"), default=None,
+                   help="default: from the artifact format")
+    p.add_argument("--device", default=None, help="backend device, e.g. CPU, GPU, AUTO (default: the backend's)")
+    p.add_argument("--quality", type=float, default=None,
+                   help="quality level for artifacts exported with a quality input (fractional allowed)")
+    p.add_argument("--temporal", action="store_true", help="suppress frame-to-frame flicker (motion-gated EMA)")
+    p.add_argument("--temporal-alpha", type=float, default=0.2,
+                   help="weight of the new frame in static regions (lower = smoother)")
+    p.add_argument("--flicker", action="store_true", help="measure static-region flicker (on with --temporal)")
+    p.add_argument("--policy", choices=("tile", "resize", "letterbox"), default="tile",
+                   help="frames that differ from a static model input: tile (full resolution), resize, letterbox")
+    p.add_argument("--tile-overlap", type=int, default=16, help="pixels shared by neighbouring tiles")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    p.add_argument("--loop", action="store_true", help="rewind file sources at their end")
+    p.add_argument("--fps", type=float, default=None, help="output frame rate (default: the source's, else 25)")
+    p.add_argument("--summary", type=Path, default=None, help="write the JSON run summary here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--queue-depth", type=int, default=2, help="frames each stage hand-off may hold")
+    p.add_argument("--no-async", action="store_true", help="do not use the backend's async request queue")
+    p.add_argument("--retry-max-tries", type=int, default=10, help="reconnect attempts for a live source")
+    p.add_argument("--retry-max-seconds", type=float, default=60.0, help="give up a live source after this gap")
+    p.add_argument("--open-timeout", type=float, default=5.0, help="seconds to wait when (re)opening a URL")
+    p.add_argument("--read-timeout", type=float, default=2.0, help="seconds without data before a reconnect")
+    p.add_argument("--codec", choices=("ffmpeg", "opencv"), default=None,
+                   help="video file writer (default: ffmpeg H.264 when available, else OpenCV)")
+    return p
+
+
+def _install_signals(stop) -> dict[int, object]:
+    """SIGINT/SIGTERM -> graceful stop; a second signal restores the default (hard) behaviour."""
+    previous: dict[int, object] = {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop()
+        signal.signal(signum, previous.get(signum, signal.SIG_DFL))
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.getsignal(sig)
+        signal.signal(sig, handler)
+    return previous
+
+
+def _run(args: argparse.Namespace) -> int:
+    from qt_runtime.artifact import load_artifact
+    from qt_runtime.backends import open_backend
+    from qt_runtime.pipeline import Pipeline, PipelineOptions
+    from qt_runtime.sinks import SinkOptions, open_sink
+    from qt_runtime.sources import SourceOptions, open_source
+    from qt_runtime.stats import write_summary
+    from qt_runtime.temporal import TemporalOptions
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise ValueError("--max-frames must be >= 1")
+    artifact = load_artifact(args.artifact)
+    temporal = TemporalOptions(alpha_static=args.temporal_alpha) if args.temporal else None
+    opts = PipelineOptions(policy=args.policy, tile_overlap=args.tile_overlap, quality=args.quality,
+                           temporal=temporal, flicker=args.flicker, queue_depth=args.queue_depth,
+                           max_frames=args.max_frames, use_async=not args.no_async,
+                           progress=False if args.no_progress else None)
+    source = open_source(args.source, SourceOptions(retry_max_tries=args.retry_max_tries,
+                                                    retry_max_seconds=args.retry_max_seconds,
+                                                    read_timeout_s=args.read_timeout, open_timeout_s=args.open_timeout,
+                                                    loop=args.loop))
+    backend = sink = None
+    try:
+        backend = open_backend(artifact, args.backend, args.device)
+        pipeline = Pipeline(source, backend, None, opts)  # validates --quality before a sink opens
+        sink = open_sink(args.sink, SinkOptions(fps=args.fps or source.fps or 25.0, codec=args.codec,
+                                                on_key=pipeline.quality.handle_key))
+        pipeline.sink = sink
+        previous = _install_signals(pipeline.stop)
+        try:
+            result = pipeline.run()
+        finally:
+            for sig, h in previous.items():
+                signal.signal(sig, h)
+    finally:
+        source.close()
+        if backend is not None:
+            backend.close()
+    print(json.dumps(result.summary, sort_keys=True))
+    if args.summary is not None:
+        write_summary(result.summary, args.summary)
+    if result.error is not None:
+        print(f"{PROG}: error: {result.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 the run failed, 2 bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "build-engine":
+        from qt_runtime.engine_build import build_engine_cli
+
+        return build_engine_cli(argv[1:])
+    from qt_runtime.backends.base import BackendUnavailableError, InputError
+    from qt_runtime.manifest import ArtifactError
+    from qt_runtime.sinks import SinkError
+    from qt_runtime.sources import SourceError
+
+    try:
+        try:
+            args = _parser().parse_args(argv)
+        except SystemExit as exc:  # --help
+            return int(exc.code or 0)
+        return _run(args)
+    except (ValueError, ArtifactError, BackendUnavailableError, InputError, SourceError, SinkError,
+            FileNotFoundError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
