@@ -1,0 +1,108 @@
+"""qt-export: a qt-train checkpoint -> a verified, gated artifact folder (docs/artifact.md).
+
+  qt-export runs/dehaze/last.ckpt --target cpu                       # OpenVINO FP32 IR
+  qt-export runs/dehaze/last.ckpt --target cpu --int8 --calib clip.mp4 [--qat]
+  qt-export runs/dehaze/last.ckpt --target jetson --int8 --calib clip.mp4   # Q/DQ ONNX for TensorRT
+  qt-export runs/dehaze/last.ckpt --target desktop-gpu --quality-input --dynamic
+
+Defaults per target: cpu -> OpenVINO IR; jetson/desktop-gpu -> TensorRT-ready ONNX (onnx_qdq with
+--int8; FP16 is decided when the engine is built on the device). The export fails (exit 2,
+nothing written) unless the artifact, run through qt_runtime, stays within --min-psnr and
+--max-score-drop of the FP32 PyTorch model on held-out frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from qt_train.cli_common import run_main
+
+from .formats import CLI_FORMATS, TARGETS
+
+PROG = "qt-export"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``640x360`` (W x H, as video people say it) -> (H, W)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size must look like 640x360 (width x height), got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"--size must be positive, got {text!r}")
+    return h, w
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .export import DEFAULT_KEEP_FP
+
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", type=Path, help="a .ckpt written by qt-train (EMA weights are exported)")
+    p.add_argument("--target", choices=TARGETS, required=True)
+    p.add_argument("--format", choices=CLI_FORMATS, help="default: openvino for cpu, TensorRT-ready ONNX for GPUs")
+    p.add_argument("--int8", action="store_true", help="NNCF post-training INT8 (needs --calib)")
+    p.add_argument("--qat", action="store_true", help="also fine-tune the INT8 model; ship the better of PTQ/QAT")
+    p.add_argument("--qat-steps", type=int, default=200)
+    p.add_argument("--qat-lr", type=float, default=5e-6)
+    p.add_argument("--qat-consistency", type=float, default=0.1, help="weight of the cropped-consistency loss")
+    q = p.add_mutually_exclusive_group()
+    q.add_argument("--quality", type=float, default=7.0, help="fold this level into the graph (default 7)")
+    q.add_argument("--quality-input", action="store_true", help="keep the level as a float input 'quality'")
+    p.add_argument("--calib", type=Path, action="append", default=[],
+                   help="calibration video, image folder or image (repeatable)")
+    p.add_argument("--calib-frames", type=int, default=300)
+    p.add_argument("--no-calib-iqa", action="store_true", help="skip IQA stratification of calibration frames")
+    p.add_argument("--cache-dir", type=Path, help="cache selected calibration frames here")
+    p.add_argument("--size", type=parse_size, default=(360, 640),
+                   help="input WxH (default 640x360); with --dynamic, the size of calibration/gate frames")
+    p.add_argument("--dynamic", action="store_true", help="accept any input size (a multiple of 8)")
+    p.add_argument("--keep-fp", default=",".join(DEFAULT_KEEP_FP),
+                   help="INT8: roles kept in floating point: first,last,residual,clamp or none")
+    p.add_argument("--bias-correction", action="store_true",
+                   help="INT8: enable NNCF bias correction (off by default: it lost PSNR in our measurements)")
+    p.add_argument("--min-psnr", type=float, default=38.0, help="gate: PSNR(artifact, FP32) in dB")
+    p.add_argument("--max-score-drop", type=float, default=0.02, help="gate: relative IQA score drop")
+    p.add_argument("--gate-frames", type=int, default=8)
+    p.add_argument("--backend", help="qt_runtime backend for the gate (default: the format's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="artifact folder (default: next to the checkpoint)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out (only once the new one passed)")
+    return p
+
+
+def options_from_args(args: argparse.Namespace):
+    from .export import ExportOptions
+    from .gate import GateBounds
+    from .quantize import QATOptions, parse_keep_fp
+
+    if args.qat_steps < 1:
+        raise ValueError("--qat-steps must be >= 1")
+    return ExportOptions(
+        checkpoint=args.checkpoint, target=args.target, format=args.format, int8=args.int8, qat=args.qat,
+        qat_options=QATOptions(steps=args.qat_steps, lr=args.qat_lr, consistency_weight=args.qat_consistency), quality=args.quality,
+        quality_input=args.quality_input, calib=tuple(args.calib), calib_frames=args.calib_frames,
+        calib_iqa=not args.no_calib_iqa, cache_dir=args.cache_dir, size=args.size, dynamic=args.dynamic,
+        out=args.out, force=args.force, keep_fp=parse_keep_fp(args.keep_fp), bias_correction=args.bias_correction,
+        bounds=GateBounds(min_psnr=args.min_psnr, max_score_drop=args.max_score_drop),
+        gate_frames=args.gate_frames, seed=args.seed, backend=args.backend,
+    )
+
+
+def _body(argv: Sequence[str] | None) -> int:
+    from .export import run_export
+
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    opts = options_from_args(args)
+    run_export(opts, log=lambda msg: print(f"{PROG}: {msg}", file=sys.stderr))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(PROG, _body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

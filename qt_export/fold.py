@@ -1,0 +1,101 @@
+"""From a qt-train checkpoint to the torch module that gets exported.
+
+Why a separate step: the checkpoint names its architecture; an unknown one (or weights that do
+not fit) must be one clear error before ONNX/NNCF start, and the quality condition must be
+resolved once (folded at a level, or kept as an input) so every format exports the same module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class QualityMode:
+    """``folded`` at ``level`` (bias baked in) or ``input`` (``level`` is then the default)."""
+
+    mode: str = "folded"
+    level: float = 7.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("folded", "input"):
+            raise ValueError(f"quality mode must be 'folded' or 'input', got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The EMA backbone (eval mode) and what the manifest needs to know about it."""
+
+    backbone: Any  # QualityConditioned; typed loosely so importing this module needs no torch
+    arch: str
+    arch_config: dict[str, Any]
+    task: str
+    levels: int
+    pad_multiple: int
+
+
+def _tuples(value: Any) -> Any:
+    """YAML/JSON round trips turn tuples into lists; frozen configs want tuples back."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def load_model(path: str | Path, use_ema: bool = True) -> LoadedModel:
+    """Build the checkpoint's backbone and load its (EMA) weights; unknown arch -> ValueError."""
+    from qt_train.checkpoint import load_checkpoint
+    from qt_train.models import BACKBONES, build_backbone, load_state_dict_checked
+
+    state = load_checkpoint(path)
+    arch = state.get("arch")
+    if arch is None:
+        raise ValueError(
+            f"checkpoint {path} does not name its architecture (a bare state dict); export needs a qt-train checkpoint")
+    if arch not in BACKBONES:
+        raise ValueError(
+            f"checkpoint {path} is for architecture {arch!r}, which this toolkit does not know; "
+            f"known: {', '.join(sorted(BACKBONES))}")
+    arch_config = {k: _tuples(v) for k, v in dict(state.get("arch_config") or {}).items()}
+    valid = {f.name for f in dataclasses.fields(BACKBONES[arch].config_cls)}
+    model = build_backbone(arch, **{k: v for k, v in arch_config.items() if k in valid})
+    weights = state.get("ema") if use_ema and state.get("ema") is not None else state.get("model")
+    if weights is None:
+        raise ValueError(f"checkpoint {path} holds no model weights ('ema' or 'model')")
+    load_state_dict_checked(model, weights, arch)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    task = str(state.get("task") or (state.get("config") or {}).get("task") or "unknown")
+    return LoadedModel(
+        backbone=model, arch=arch, arch_config=arch_config, task=task,
+        levels=int(model.quality_embed.levels), pad_multiple=int(getattr(model, "pad_multiple", 1)),
+    )
+
+
+def export_view(loaded: LoadedModel, quality: QualityMode):  # -> nn.Module
+    """The module to export: ``FoldedQuality`` (one input) or ``QualityInput`` (image + quality)."""
+    from qt_train.models import FoldedQuality, QualityInput
+
+    top = loaded.levels - 1
+    if not 0 <= quality.level <= top:
+        raise ValueError(f"--quality must lie in [0, {top}] for this model, got {quality.level:g}")
+    if quality.mode == "folded":
+        level: int | float = int(quality.level) if float(quality.level).is_integer() else float(quality.level)
+        return FoldedQuality(loaded.backbone, level).eval()
+    return QualityInput(loaded.backbone).eval()
+
+
+def reference_fn(loaded: LoadedModel, quality: QualityMode):
+    """FP32 PyTorch reference ``f(x) -> y`` at the artifact's default level, no grad."""
+    import torch
+
+    level = float(quality.level)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return loaded.backbone(x, quality=level)
+
+    return run

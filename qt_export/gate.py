@@ -1,0 +1,110 @@
+"""The consistency gate: an artifact ships only if, through the runtime's own backend, it stays
+close to the FP32 PyTorch model on held-out frames.
+
+Why the runtime's backend (not ONNX Runtime/OpenVINO called from here): the gate must test what
+the device will run — the same loader, hash checks, pre-/post-processing and execution options.
+Two bounds: PSNR against the FP32 output (catches broken ranges, clipped activations) and the
+relative drop of the IQA ensemble score (catches a visible quality loss PSNR can underrate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class GateFailed(ValueError):
+    """The artifact broke a gate bound; nothing was written to the output folder."""
+
+
+@dataclass(frozen=True)
+class GateBounds:
+    min_psnr: float = 38.0
+    max_score_drop: float = 0.02
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """PSNR is the mean over frames of PSNR(artifact, fp32); ``score_drop`` is
+    (score_fp32 - score_artifact) / score_fp32 of the mean ensemble scores (negative: better)."""
+
+    passed: bool
+    psnr_vs_fp32: float
+    psnr_min: float
+    score_fp32: float | None
+    score_artifact: float | None
+    score_drop: float | None
+    max_abs_diff: float
+    frames: int
+    bounds: GateBounds
+    reasons: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["reasons"] = list(self.reasons)
+        return d
+
+
+def run_backend(artifact_dir: str | Path, frames: np.ndarray, quality: float | None = None,
+                backend: str | None = None) -> np.ndarray:
+    """Outputs (N, 3, H, W) of the artifact through ``qt_runtime``, one frame at a time."""
+    import qt_runtime
+
+    art = qt_runtime.load_artifact(artifact_dir)
+    be = qt_runtime.open_backend(art, backend=backend)
+    try:
+        return np.concatenate([be.infer(frames[i : i + 1], quality=quality) for i in range(len(frames))])
+    finally:
+        be.close()
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).reshape(len(a), -1).mean(1)
+    return np.where(mse > 1e-10, 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10)), 100.0)
+
+
+def evaluate(
+    reference: np.ndarray, artifact: np.ndarray, bounds: GateBounds,
+    scorer: Callable[[np.ndarray], np.ndarray] | None,
+) -> GateResult:
+    """Compare outputs; ``scorer`` maps (N, 3, H, W) in [0, 1] to per-image ensemble scores."""
+    psnrs = _psnr(artifact, reference)
+    psnr = float(psnrs.mean())
+    reasons = []
+    if psnr < bounds.min_psnr:
+        reasons.append(f"PSNR vs FP32 {psnr:.2f} dB < {bounds.min_psnr:g} dB")
+    s_ref = s_art = drop = None
+    if scorer is not None:
+        s_ref = float(np.mean(scorer(reference)))
+        s_art = float(np.mean(scorer(artifact)))
+        drop = (s_ref - s_art) / max(abs(s_ref), 1e-6)
+        if drop > bounds.max_score_drop:
+            reasons.append(f"IQA score drop {100 * drop:.2f}% > {100 * bounds.max_score_drop:g}%")
+    return GateResult(
+        passed=not reasons, psnr_vs_fp32=psnr, psnr_min=float(psnrs.min()), score_fp32=s_ref,
+        score_artifact=s_art, score_drop=drop, max_abs_diff=float(np.abs(artifact - reference).max()),
+        frames=len(reference), bounds=bounds, reasons=tuple(reasons),
+    )
+
+
+def ensemble_scorer(min_side: int = 96) -> Callable[[np.ndarray], np.ndarray]:
+    """Per-image IQA ensemble scores; images smaller than NIQE's 96 px are upscaled first."""
+    import torch
+    import torch.nn.functional as F
+
+    from qt_train.iqa import Ensemble
+
+    ens = Ensemble(device="cpu")
+
+    def score(batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).clamp(0, 1)
+        s = min_side / min(x.shape[-2:])
+        if s > 1:
+            x = F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False).clamp(0, 1)
+        return ens.score(x, use_cache=False).combined.cpu().numpy()
+
+    return score

@@ -1,0 +1,70 @@
+"""Torch module -> ONNX (opset 17, TorchScript exporter) with the contract's input/output names.
+
+Why the TorchScript exporter (``dynamo=False``): it is the one both quality views and NNCF's
+stripped Q/DQ modules (torch.ao FakeQuantize -> QuantizeLinear/DequantizeLinear) are tested with.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .formats import ExportSettings
+
+INPUT_NAME = "input"
+QUALITY_NAME = "quality"
+OUTPUT_NAME = "output"
+
+
+def example_inputs(example: Any, settings: ExportSettings, level: float = 7.0) -> tuple:
+    """The positional inputs the view takes: ``(x,)`` or ``(x, quality)``."""
+    import torch
+
+    if settings.quality_input:
+        return (example, torch.tensor([float(level)], dtype=torch.float32))
+    return (example,)
+
+
+def export_onnx(module: Any, path: str | Path, example: Any, settings: ExportSettings) -> Path:
+    """Write ``module`` to ``path``; batch is dynamic, H and W too when ``settings.dynamic``."""
+    import torch
+
+    path = Path(path)
+    inputs = example_inputs(example, settings)
+    names = [INPUT_NAME, QUALITY_NAME] if settings.quality_input else [INPUT_NAME]
+    axes = {0: "batch", 2: "height", 3: "width"} if settings.dynamic else {0: "batch"}
+    dynamic_axes = {INPUT_NAME: axes, OUTPUT_NAME: dict(axes)}
+    with warnings.catch_warnings(), torch.no_grad():
+        # The legacy exporter's deprecation notice and tracer notes on shape arithmetic (the
+        # pad-to-multiple, which is constant for a fixed size) are expected here.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, inputs, str(path), opset_version=settings.opset, dynamo=False,
+            input_names=names, output_names=[OUTPUT_NAME], dynamic_axes=dynamic_axes,
+            do_constant_folding=True,
+        )
+    return path
+
+
+def export_onnx_artifact(module: Any, stage: Path, example: Any, settings: ExportSettings) -> list[str]:
+    """``export_fn`` of the ONNX formats: one ``model.onnx``; returns the file names written."""
+    name = f"{settings.stem}.onnx"
+    export_onnx(module, Path(stage) / name, example, settings)
+    return [name]
+
+
+def set_metadata(path: str | Path, props: dict[str, str]) -> None:
+    """Replace ONNX ``metadata_props`` keys in place (atomic rewrite)."""
+    import onnx
+
+    from qt_train.atomic import atomic_write_bytes
+
+    model = onnx.load(str(path))
+    keep = [p for p in model.metadata_props if p.key not in props]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    atomic_write_bytes(path, model.SerializeToString())
