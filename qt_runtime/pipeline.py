@@ -330,7 +330,7 @@ class Pipeline:
         out.put(_END, self._abort)
 
     def _infer_stage(self, inp: BlockingSlot, out: BlockingSlot) -> None:
-        if self._async and self.opts.policy != "tile":
+        if self._async:
             self._infer_async_loop(inp, out)
             return
         while (work := self._get(inp)) is not _END:
@@ -373,6 +373,13 @@ class Pipeline:
 
         try:
             while (work := self._get(inp)) is not _END:
+                if isinstance(work.plan, TilePlan):  # a tiled frame runs synchronously, after those in flight
+                    self.backend.wait_all()
+                    flush(0)
+                    with self.stats.timed("infer"):
+                        work.output = self.infer(work.batch, work.plan)
+                    out.put(work, self._abort)
+                    continue
                 while not inflight.acquire(timeout=_POLL_S):
                     flush(self.opts.queue_depth - 1)
                     if self._abort.is_set():
