@@ -113,6 +113,13 @@ class Backend(abc.ABC):
     def input_spec(self) -> InputSpec:
         return self._spec
 
+    def _feeds(self, batch: np.ndarray, quality: np.ndarray | None) -> dict[str, np.ndarray]:
+        """Input name -> array: the image batch, plus the quality scalar for quality-input artifacts."""
+        feeds = {self._spec.name: batch}
+        if quality is not None and self._spec.quality_input:
+            feeds[self._spec.quality_input] = quality
+        return feeds
+
     def infer(self, batch: np.ndarray, quality: float | None = None) -> np.ndarray:
         """Run one batch synchronously; returns a new float32 NCHW array."""
         self._ensure_open()

@@ -72,10 +72,7 @@ class ONNXRuntimeBackend(Backend):
         self._output = [artifact.manifest.output.name]
 
     def _run(self, batch: np.ndarray, quality: np.ndarray | None) -> np.ndarray:
-        feeds = {self._spec.name: batch}
-        if quality is not None and self._spec.quality_input:
-            feeds[self._spec.quality_input] = quality
-        return np.asarray(self._session.run(self._output, feeds)[0], np.float32)
+        return np.asarray(self._session.run(self._output, self._feeds(batch, quality))[0], np.float32)
 
     @property
     def providers(self) -> list[str]:

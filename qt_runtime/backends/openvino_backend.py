@@ -87,12 +87,6 @@ class OpenVINOBackend(Backend):
             self._compiled.popitem(last=False)
         return compiled
 
-    def _feeds(self, batch: np.ndarray, quality: np.ndarray | None) -> dict[str, np.ndarray]:
-        feeds = {self._spec.name: batch}
-        if quality is not None and self._spec.quality_input:
-            feeds[self._spec.quality_input] = quality
-        return feeds
-
     # -- sync ----------------------------------------------------------------------------------
     def _run(self, batch: np.ndarray, quality: np.ndarray | None) -> np.ndarray:
         key = tuple(batch.shape)

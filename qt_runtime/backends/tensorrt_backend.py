@@ -161,12 +161,6 @@ class TensorRTBackend(Backend):
             raise ArtifactError(f"{engine}: built from a different {m.model_file} than this artifact's; "
                                 f"rebuild: qt-run build-engine {self.artifact.path}")
 
-    def _feeds(self, batch: np.ndarray, quality: np.ndarray | None) -> dict[str, np.ndarray]:
-        feeds = {self._spec.name: batch}
-        if quality is not None and self._spec.quality_input:
-            feeds[self._spec.quality_input] = quality
-        return feeds
-
     def _run(self, batch: np.ndarray, quality: np.ndarray | None) -> np.ndarray:
         cuda_check(self._cudart.cudaSetDevice(self._index))  # the current device is per thread
         slot = self._free.get()
