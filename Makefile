@@ -27,12 +27,13 @@ install: sysdeps $(STAMP)
 demo: install
 	$(PY) -m qt_train.demo --out $(DEMO_OUT)
 
+# One pytest process per test file: see tests/run_by_file.py for why.
 test: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest -q
+	$(PY) tests/run_by_file.py
 
 test-fast: install
-	$(VENV)/bin/python -m pytest -q -m "not slow"
+	$(PY) tests/run_by_file.py -m "not slow"
 
 lint: install
 	$(VENV)/bin/ruff check .
