@@ -5,7 +5,7 @@ Public API: ``BACKBONES``, ``build_backbone``, ``backbone_config_class``, the co
 ``FoldedQuality`` / ``QualityInput``. See :mod:`.conditioning` for the quality contract.
 """
 
-from .checkpoint import CheckpointMismatchError, arch_of, load_state_dict_checked
+from .compat import CheckpointMismatchError, arch_of, load_state_dict_checked
 from .conditioning import Quality, QualityConditioned, QualityEmbedding
 from .edge_unet import EdgeUNet, EdgeUNetConfig
 from .nafnet import NAFNet, NAFNetConfig
