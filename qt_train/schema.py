@@ -114,6 +114,9 @@ class MethodConfig:
     preference_delta: float = 0.1
     preference_b_weight: float = 0.5
     preference_levels: tuple[int, ...] = (4, 5, 6)
+    # false = the reference: the A term's gradient also pushes the level-k output down; true treats
+    # y_k as a fixed comparison point, so only the top level is pushed up (see docs/results.md)
+    preference_detach_lower: bool = False
     consistency: bool = True
     consistency_start: int = 800
     consistency_weight: float = 1.0

@@ -162,8 +162,9 @@ def qualiteacher_terms(student, teacher, ensemble, bank: MemoryBank, batch: Real
         owner = torch.tensor([j for j, es in enumerate(entries) for _ in es])
         r_pl = ensemble.score(stored_pls, use_cache=False).combined.cpu()
         r_best = torch.full((n,), -torch.inf).scatter_reduce(0, owner, r_pl, reduce="amax").to(r.device)
+        r_k = r[n:].detach() if m.preference_detach_lower else r[n:]
         terms["pref"] = preference_loss(
-            r[:n], r[n:], r_best, beta=m.preference_beta, delta=m.preference_delta,
+            r[:n], r_k, r_best, beta=m.preference_beta, delta=m.preference_delta,
             lam=m.preference_weight, b_weight=m.preference_b_weight,
         )
     if m.consistency and semi_it >= m.consistency_start:
