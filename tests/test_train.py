@@ -231,3 +231,29 @@ def test_qt_eval_reports_metrics_curve_and_grid(tmp_path, capsys):
     before = (out / "results.json").read_bytes()
     assert eval_main([str(run / "last.ckpt"), "--out", str(out), "--size", "96", "--limit", "3"]) == 2
     assert (out / "results.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_preference_gradient_reaches_lower_level_only_without_detach(detach):
+    """With preference_detach_lower the level-k output is a fixed comparison point: the A term
+    sends no gradient into level k's embedding row; without it (the reference) it does."""
+    from qt_train.iqa import Ensemble
+    from qt_train.method.bank import MemoryBank
+    from qt_train.models import build_backbone
+    from qt_train.schema import MethodConfig
+    from qt_train.train.steps import RealBatch, qualiteacher_terms
+
+    torch.manual_seed(0)
+    student = build_backbone("edge_unet", widths=(8, 16, 16), enc_blocks=(0, 0), mid_blocks=1, dec_blocks=(0, 0))
+    with torch.no_grad():  # a non-zero embedding, so every level changes the output
+        student.quality_embed.embed.weight.normal_(0, 0.5)
+    teacher = build_backbone("edge_unet", widths=(8, 16, 16), enc_blocks=(0, 0), mid_blocks=1, dec_blocks=(0, 0))
+    m = MethodConfig(preference_start=0, consistency=False, preference_levels=(5,), preference_detach_lower=detach,
+                     multi_augment=False)
+    batch = RealBatch([0, 1], torch.rand(2, 3, 96, 96), torch.tensor([False, True]))
+    terms = qualiteacher_terms(student, teacher, Ensemble(), MemoryBank(3), batch, m, torch.Generator().manual_seed(0),
+                               semi_it=0, block=144)
+    terms["pref"].backward()
+    grad = student.quality_embed.embed.weight.grad
+    assert grad[7].abs().sum() > 0
+    assert (grad[5].abs().sum() > 0) != detach
