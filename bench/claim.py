@@ -65,19 +65,17 @@ def iteration_time(run_dir: Path) -> float:
 
 
 def evaluate(task: str, ckpt: Path, real_dir: Path | None) -> dict:
-    from qt_train.checkpoint import load_checkpoint
+    from qt_train.checkpoint import load_checkpoint, model_from_state
     from qt_train.config import build
     from qt_train.eval_cli import _load_images
     from qt_train.evaluate import extrapolation, level_curve, paired_metrics, run_model
     from qt_train.iqa import Ensemble
-    from qt_train.models import backbone_config_class, build_backbone, load_state_dict_checked
     from qt_train.schema import RunConfig, degradation_params
     from qt_train.train.sources import held_out_pairs
 
     state = load_checkpoint(ckpt)
     cfg = build(RunConfig, state["config"])
-    model = build_backbone(state["arch"], build(backbone_config_class(state["arch"]), state["arch_config"]))
-    load_state_dict_checked(model, state["ema"], state["arch"])
+    model = model_from_state(state, str(ckpt))
     conditioned = cfg.train.method == "qualiteacher" and cfg.method.conditioning
     q = cfg.method.top_level if conditioned else None
     ens = Ensemble()

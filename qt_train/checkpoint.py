@@ -74,3 +74,21 @@ def load_checkpoint(path: str | Path, expect_arch: str | None = None) -> dict[st
             f" — set model.arch: {state.get('arch')} or pick a matching checkpoint"
         )
     return state
+
+
+def model_from_state(state: dict[str, Any], source: str, arch: str | None = None,
+                     arch_config: dict[str, Any] | None = None) -> Any:
+    """The backbone a checkpoint describes, with its EMA weights (else its model weights), in eval mode.
+
+    `arch`/`arch_config` fill in for checkpoints that do not carry them (e.g. from a run config).
+    """
+    from qt_train.config import build
+    from qt_train.models import backbone_config_class, build_backbone, load_state_dict_checked
+
+    arch = state.get("arch", arch)
+    if arch is None:
+        raise CheckpointError(f"checkpoint {source} does not name its architecture — pass a qt-train checkpoint")
+    options = state.get("arch_config", arch_config or {})
+    model = build_backbone(arch, build(backbone_config_class(arch), options, source=source))
+    load_state_dict_checked(model, state.get("ema") or state["model"], arch)
+    return model.eval()

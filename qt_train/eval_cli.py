@@ -66,7 +66,7 @@ def evaluate_checkpoint(ckpt_path: Path, out: Path, pairs: Path | None, real: li
     import numpy as np
 
     from qt_train.atomic import atomic_write_text, staged_dir
-    from qt_train.checkpoint import load_checkpoint
+    from qt_train.checkpoint import load_checkpoint, model_from_state
     from qt_train.config import build
     from qt_train.data.io import write_image
     from qt_train.evaluate import (
@@ -79,7 +79,6 @@ def evaluate_checkpoint(ckpt_path: Path, out: Path, pairs: Path | None, real: li
     )
     from qt_train.iqa import Ensemble
     from qt_train.iqa.spec import default_spec, load_spec
-    from qt_train.models import backbone_config_class, build_backbone, load_state_dict_checked
     from qt_train.schema import RunConfig, degradation_params, load_run_config
     from qt_train.train.sources import held_out_pairs
 
@@ -90,10 +89,8 @@ def evaluate_checkpoint(ckpt_path: Path, out: Path, pairs: Path | None, real: li
         cfg = load_run_config(config)
     else:
         raise ValueError(f"{ckpt_path} carries no config — pass --config configs/TASK.yaml")
+    model = model_from_state(state, str(ckpt_path), arch=cfg.model.arch, arch_config=cfg.model.options)
     arch = state.get("arch", cfg.model.arch)
-    arch_cfg = build(backbone_config_class(arch), state.get("arch_config", cfg.model.options), source=str(ckpt_path))
-    model = build_backbone(arch, arch_cfg)
-    load_state_dict_checked(model, state.get("ema") or state["model"], arch)
     conditioned = cfg.train.method == "qualiteacher" and cfg.method.conditioning
     q = quality if quality is not None else (cfg.method.top_level if conditioned else None)
     spec = load_spec(cfg.iqa.ensemble) if cfg.iqa.ensemble else default_spec()
