@@ -1,12 +1,15 @@
 """Runtime benchmark: end-to-end pipeline FPS (file -> null sink) vs inference-only FPS, and a soak.
 
   python bench/runtime_bench.py ARTIFACT [--source clip.mp4] [--size 360x640] [--frames 300]
-                                [--backend openvino] [--device CPU] [--policy tile] [--temporal]
+                                [--backend openvino] [--device CPU] [--hint LATENCY|THROUGHPUT]
+                                [--num-requests N] [--policy tile] [--temporal]
   python bench/runtime_bench.py ARTIFACT --soak-minutes 10 [--sample-seconds 5]
 
 Without ``--source`` a synthetic clip at the model's input size (or ``--size``) is written to a
 temporary folder, so the two numbers compare the same frames. The gap between them is what the
 pipeline costs (decode, colour conversion, fitting, post-processing, encode) beyond the model.
+Inference-only is measured four ways (float or uint8-frame input, one call at a time or overlapped);
+``pipeline_over_model`` divides by the fastest of them; ``--rounds`` repeats everything (medians).
 Soak mode loops the clip through the pipeline and samples RSS every few seconds; growth is reported
 against the first sample after warm-up. Prints one JSON object; ``--out`` also writes it.
 """
@@ -27,7 +30,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qt_runtime.artifact import load_artifact  # noqa: E402
-from qt_runtime.backends import open_backend  # noqa: E402
+from qt_runtime.backends import default_backend, open_backend  # noqa: E402
+from qt_runtime.backends.openvino_backend import default_hint  # noqa: E402
 from qt_runtime.pipeline import Pipeline, PipelineOptions  # noqa: E402
 from qt_runtime.sinks import NullSink  # noqa: E402
 from qt_runtime.sources import SourceOptions, open_source  # noqa: E402
@@ -52,16 +56,34 @@ def synthetic_clip(path: Path, hw: tuple[int, int], frames: int = 100, fps: floa
     return path
 
 
-def inference_fps(backend, hw: tuple[int, int], n: int, quality: float | None) -> dict[str, float]:
-    """Synchronous ``infer`` on one pre-made batch, after a warm-up: the model's ceiling."""
+def inference_fps(backend, hw: tuple[int, int], n: int, quality: float | None, frames: bool = False,
+                  overlap: bool = False) -> dict[str, float]:
+    """The model's ceiling on one pre-made input, after a warm-up: float NCHW through ``infer`` or
+    uint8 frames through ``infer_frames`` (the form the pipeline uses), one call at a time or with
+    the backend's request queue kept full (``overlap``, as the pipeline runs it)."""
     spec = backend.input_spec
-    batch = np.random.default_rng(1).random((spec.batch or 1, 3, *hw), dtype=np.float32)
+    rng = np.random.default_rng(1)
+    if frames:
+        x = rng.integers(0, 256, (spec.batch or 1, *hw, 3), dtype=np.uint8)
+        run, start = backend.infer_frames, backend.infer_frames_async
+    else:
+        x = rng.random((spec.batch or 1, 3, *hw), dtype=np.float32)
+        run, start = backend.infer, backend.infer_async
+    if overlap:
+        for _ in range(6):
+            start(x, quality)
+        backend.wait_all()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            start(x, quality)
+        backend.wait_all()
+        return {"fps": round(n / (time.perf_counter() - t0), 2)}
     for _ in range(3):
-        backend.infer(batch, quality)
+        run(x, quality)
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
-        backend.infer(batch, quality)
+        run(x, quality)
         times.append(time.perf_counter() - t0)
     t = np.array(times)
     return {"fps": round(len(t) / t.sum(), 2), "p50_ms": round(1e3 * float(np.median(t)), 3),
@@ -79,13 +101,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("artifact", type=Path)
     p.add_argument("--source", help="video file to run (default: a synthetic clip at the model size)")
     p.add_argument("--size", help="HxW of the synthetic clip (default: the model input, else 360x640)")
-    p.add_argument("--frames", type=int, default=300, help="frames for each of the two measurements")
+    p.add_argument("--frames", type=int, default=300, help="frames for each measurement")
     p.add_argument("--backend", default=None)
     p.add_argument("--device", default=None)
+    p.add_argument("--hint", default=None, help="OpenVINO performance hint (default: qt-run's for a file, THROUGHPUT)")
+    p.add_argument("--num-requests", type=int, default=None, help="OpenVINO async requests")
     p.add_argument("--policy", default="tile", choices=("tile", "resize", "letterbox"))
     p.add_argument("--quality", type=float, default=None)
     p.add_argument("--temporal", action="store_true")
     p.add_argument("--no-async", action="store_true")
+    p.add_argument("--queue-depth", type=int, default=PipelineOptions.queue_depth,
+                   help="frames each stage hand-off may hold (= requests in flight)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="repeat inference-only + end-to-end this often; medians are reported (a shared CPU is noisy)")
     p.add_argument("--soak-minutes", type=float, default=0.0, help="soak for this long instead of the FPS runs")
     p.add_argument("--sample-seconds", type=float, default=5.0, help="RSS sampling period in soak mode")
     p.add_argument("--warmup-seconds", type=float, default=10.0, help="soak: RSS baseline taken after this")
@@ -93,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     artifact = load_artifact(a.artifact)
-    backend = open_backend(artifact, a.backend, a.device)
+    options = {k: v for k, v in (("hint", a.hint), ("num_requests", a.num_requests)) if v is not None}
+    if (a.backend or default_backend(artifact)) == "openvino" and "hint" not in options:
+        options["hint"] = default_hint(live=False)  # what qt-run picks for a file
+    backend = open_backend(artifact, a.backend, a.device, **options)
     spec = backend.input_spec
     if a.size:
         h, w = (int(v) for v in a.size.lower().split("x"))
@@ -102,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.TemporaryDirectory(prefix="qt-bench-")
     source = a.source or str(synthetic_clip(Path(tmp.name) / "clip.avi", (h, w)))
     opts = PipelineOptions(policy=a.policy, quality=a.quality, use_async=not a.no_async, progress=False,
+                           queue_depth=a.queue_depth,
                            temporal=TemporalOptions() if a.temporal else None)
     result: dict[str, object] = {"artifact": str(a.artifact), "backend": backend.describe(), "frame_hw": [h, w],
                                  "policy": a.policy, "temporal": a.temporal}
@@ -110,15 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             result["soak"] = soak(backend, source, opts, a.soak_minutes * 60, a.sample_seconds, a.warmup_seconds)
         else:
             model_hw = spec.size or (-(-h // spec.multiple) * spec.multiple, -(-w // spec.multiple) * spec.multiple)
-            result["inference_only"] = inference_fps(backend, tuple(model_hw), a.frames, a.quality)
-            pipe, src = pipeline_run(backend, source, PipelineOptions(**{**opts.__dict__, "max_frames": a.frames}),
-                                     loop=True)
-            run = pipe.run()
-            src.close()
-            s = run.summary
-            result["end_to_end"] = {"fps": s["fps_mean"], "frames": s["frames_out"], "latency": s["latency"],
-                                    "dropped": s["dropped_frames"], "rss_mb": s["rss_mb"]}
-            result["pipeline_over_model"] = round(s["fps_mean"] / result["inference_only"]["fps"], 3)
+            result.update(fps_rounds(backend, source, opts, tuple(model_hw), a.frames, a.quality, a.rounds))
     finally:
         backend.close()
         tmp.cleanup()
@@ -127,6 +151,43 @@ def main(argv: list[str] | None = None) -> int:
     if a.out:
         a.out.write_text(text + "\n")
     return 0
+
+
+def fps_rounds(backend, source: str, opts: PipelineOptions, model_hw: tuple[int, int], frames: int,
+               quality: float | None, rounds: int) -> dict:
+    """``rounds`` x (four inference-only ceilings, then the pipeline), back to back so that both sides
+    of each ratio see the same machine state; medians over the rounds.
+
+    The ceilings: float NCHW (the exported model) and uint8 frames (the model with the I/O conversion
+    the pipeline uses), one call at a time and with requests overlapped. ``pipeline_over_model``
+    divides by the fastest of the four, so no choice of baseline flatters it;
+    ``pipeline_over_exported_model`` divides by the faster float one (the artifact as exported).
+    """
+    per_round = []
+    for _ in range(max(1, rounds)):
+        modes = {f"{form}_{how}": inference_fps(backend, model_hw, frames, quality, frames=form == "frames",
+                                                overlap=how == "async")
+                 for form in ("float", "frames") for how in ("sync", "async")}
+        pipe, src = pipeline_run(backend, source, PipelineOptions(**{**opts.__dict__, "max_frames": frames}),
+                                 loop=True)
+        run = pipe.run()
+        src.close()
+        per_round.append((modes, run.summary))
+    med = lambda xs: round(float(np.median(xs)), 3)  # noqa: E731
+    ceilings = {k: med([m[k]["fps"] for m, _ in per_round]) for k in per_round[0][0]}
+    best = [max(v["fps"] for v in m.values()) for m, _ in per_round]
+    exported = [max(m["float_sync"]["fps"], m["float_async"]["fps"]) for m, _ in per_round]
+    e2e = [s["fps_mean"] for _, s in per_round]
+    last = per_round[-1][1]
+    return {
+        "inference_only": {"fps": med(best), "modes": ceilings},
+        "end_to_end": {"fps": med(e2e), "frames": last["frames_out"], "latency": last["latency"],
+                       "dropped": last["dropped_frames"], "rss_mb": last["rss_mb"]},
+        "rounds": [{"best_inference_fps": b, "end_to_end_fps": e, "ratio": round(e / b, 3)}
+                   for b, e in zip(best, e2e, strict=True)],
+        "pipeline_over_model": med([e / b for b, e in zip(best, e2e, strict=True)]),
+        "pipeline_over_exported_model": med([e / x for x, e in zip(exported, e2e, strict=True)]),
+    }
 
 
 def soak(backend, source: str, opts: PipelineOptions, seconds: float, period: float, warmup: float) -> dict:

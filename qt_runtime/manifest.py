@@ -223,9 +223,9 @@ class Manifest:
             color=out_d.get("color", "RGB"), range=_range(out_d.get("range", [0, 1]), where, "output"),
             dtype=out_d.get("dtype", "float32"))
         for info, key in ((inp, "input"), (out, "output")):
-            if info.layout != "NCHW" or info.color != "RGB" or info.dtype != "float32":
-                raise ArtifactError(
-                    f"{where}: '{key}' must be NCHW RGB float32 (got {info.layout} {info.color} {info.dtype})")
+            if info.layout != "NCHW" or info.color not in ("RGB", "BGR") or info.dtype != "float32":
+                raise ArtifactError(f"{where}: '{key}' must be NCHW float32 with color RGB or BGR "
+                                    f"(got {info.layout} {info.color} {info.dtype})")
         mode = need("mode", q_d, "quality.")
         levels = int(need("levels", q_d, "quality."))
         if mode == "folded":

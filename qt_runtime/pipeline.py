@@ -26,11 +26,12 @@ import cv2
 import numpy as np
 
 from qt_runtime.backends.base import Backend
+from qt_runtime.colour import from_model_range, to_model_range, to_uint8
 from qt_runtime.sinks import Sink
 from qt_runtime.sources import Frame, Source, SourceError
 from qt_runtime.stats import Progress, RunStats
 from qt_runtime.temporal import FlickerMeter, TemporalFilter, TemporalOptions
-from qt_runtime.tiling import fit_to_input, restore_from_input, tile_infer
+from qt_runtime.tiling import Placement, fit_to_input, restore_from_input, tile_infer
 
 POLICIES = ("tile", "resize", "letterbox")
 _END = object()  # end-of-stream marker passed down the stages
@@ -43,7 +44,8 @@ class PipelineOptions:
     pixels shared by neighbouring tiles (blended). ``quality``: initial level for artifacts with a
     quality input (None: the manifest default). ``temporal``: flicker suppression options, None for
     off. ``flicker``: measure static-region flicker (costs a little CPU per frame). ``queue_depth``:
-    frames each hand-off may hold. ``max_frames``: stop after this many frames. ``use_async``: use
+    frames each hand-off may hold, and requests in flight (3 keeps a request queued behind each of
+    OpenVINO's two throughput streams on a 2-core CPU; 2 left a stream idle between frames). ``max_frames``: stop after this many frames. ``use_async``: use
     the backend's request queue when it has a real one. ``progress``: tqdm bar (None: files only)."""
 
     policy: str = "tile"
@@ -51,7 +53,7 @@ class PipelineOptions:
     quality: float | None = None
     temporal: TemporalOptions | None = None
     flicker: bool = False
-    queue_depth: int = 2
+    queue_depth: int = 3
     max_frames: int | None = None
     use_async: bool = True
     progress: bool | None = None
@@ -155,9 +157,9 @@ class _Work:
     index: int
     timestamp: float
     image: np.ndarray  # original RGB uint8
-    batch: np.ndarray | None = None
+    batch: np.ndarray | None = None  # uint8 NHWC, fitted to the model input (None when tiled)
     plan: Any = None
-    output: np.ndarray | None = None  # model output, NCHW, model range
+    output: np.ndarray | None = None  # uint8 NHWC from the backend (float HWC for a tiled frame)
     restored: np.ndarray | None = None  # RGB uint8, original size
     t_infer: float = 0.0
 
@@ -343,10 +345,9 @@ class Pipeline:
     def _infer_async_loop(self, inp: BlockingSlot, out: BlockingSlot) -> None:
         """Keep up to ``queue_depth`` requests in flight; callbacks may finish out of order, so the
         results are put downstream in frame order from a small reorder buffer."""
-        inflight = threading.Semaphore(self.opts.queue_depth)
         done: dict[int, _Work] = {}
         lock = threading.Condition()
-        order: list[int] = []  # frame indices started, oldest first (at most queue_depth)
+        order: list[int] = []  # frame indices started and not yet handed on, oldest first
 
         def on_done(output: np.ndarray, work: _Work) -> None:
             work.output = output
@@ -355,19 +356,19 @@ class Pipeline:
                 done[work.index] = work
                 lock.notify_all()
 
-        def flush(block_until: int) -> None:
-            """Hand finished frames downstream in start order; wait until ``block_until`` remain."""
+        def flush(keep: int) -> None:
+            """Hand finished frames downstream in start order, waiting until at most ``keep`` remain
+            in flight (this wait is what bounds the requests in flight)."""
             while order:
                 with lock:
-                    if len(order) > block_until and order[0] not in done:
+                    if order[0] not in done:
+                        if len(order) <= keep:
+                            return
                         lock.wait(timeout=_POLL_S)
                         if self._abort.is_set():
                             return
                         continue
-                    if order[0] not in done:
-                        return
                     work = done.pop(order.pop(0))
-                inflight.release()
                 work.batch = None
                 out.put(work, self._abort)
 
@@ -380,15 +381,13 @@ class Pipeline:
                         work.output = self.infer(work.batch, work.plan)
                     out.put(work, self._abort)
                     continue
-                while not inflight.acquire(timeout=_POLL_S):
-                    flush(self.opts.queue_depth - 1)
-                    if self._abort.is_set():
-                        return
+                flush(self.opts.queue_depth - 1)
+                if self._abort.is_set():
+                    return
                 work.t_infer = time.perf_counter()
                 with lock:
                     order.append(work.index)
-                self.backend.infer_async(work.batch, self.quality.value, on_done, work)
-                flush(self.opts.queue_depth)
+                self.backend.infer_frames_async(work.batch, self.quality.value, on_done, work)
             self.backend.wait_all()
             flush(0)
         finally:
@@ -398,12 +397,11 @@ class Pipeline:
         while (work := self._get(inp)) is not _END:
             with self.stats.timed("post"):
                 restored = self.restore(work.output, work.plan, work.image.shape[:2])
-                if self._temporal is not None:
-                    restored = self._temporal(work.image, restored)
+                if self._temporal is not None:  # the filter averages in float, or small changes would stick
+                    restored = to_uint8(self._temporal(work.image, restored.astype(np.float32) / 255.0))
                 if self._flicker is not None:
                     self._flicker.update(work.image, restored)
-                work.restored = to_uint8(restored)
-                work.output = None
+                work.restored, work.output = restored, None
             out.put(work, self._abort)
         out.put(_END, self._abort)
 
@@ -423,21 +421,21 @@ class Pipeline:
 
     # -- per-frame maths (public so tests and the benchmark can call them directly) -----------------
     def prepare(self, image: np.ndarray) -> tuple[np.ndarray | None, Any]:
-        """RGB uint8 -> model input. Returns (NCHW batch, plan) or, for tiling, (None, HWC image)."""
-        x = to_model_range(image, self._in_range, self._in_bgr)
-        return fit_frame(x, self.spec.size, self.spec.multiple, self.opts.policy, self.spec.batch,
-                         pad_value=self._in_range[0])
+        """RGB uint8 frame -> (uint8 NHWC batch, Placement), or (None, TilePlan) for tiling."""
+        return fit_frame(image, self.spec.size, self.spec.multiple, self.opts.policy, self.spec.batch,
+                         in_range=self._in_range, bgr=self._in_bgr)
 
     def infer(self, batch: np.ndarray | None, plan: Any) -> np.ndarray:
-        """One frame through the backend (tiled when ``prepare`` planned tiles)."""
+        """One frame through the backend: uint8 NHWC out, or float HWC (model range) for tiles."""
         if isinstance(plan, TilePlan):
             return tile_frame(self.backend, plan, self.quality.value, self.opts.tile_overlap)
-        return self.backend.infer(batch, self.quality.value)
+        return self.backend.infer_frames(batch, self.quality.value)
 
     def restore(self, output: np.ndarray, plan: Any, hw: tuple[int, int]) -> np.ndarray:
-        """Model output -> float32 RGB HWC in [0, 1] at the frame's size."""
-        img = unfit_frame(output, plan, hw)
-        return from_model_range(img, self._out_range, self._out_bgr)
+        """What :meth:`infer` returned -> RGB uint8 HWC at the frame's size."""
+        if isinstance(plan, TilePlan):
+            return to_uint8(from_model_range(output, self._out_range, self._out_bgr))
+        return unfit_frame(output, plan, hw)
 
 
 def _has_real_async(backend: Backend) -> bool:
@@ -452,32 +450,6 @@ def _describe(backend: Backend) -> dict[str, Any]:
         return {"backend": getattr(backend, "name", type(backend).__name__)}
 
 
-# -- colour / range ----------------------------------------------------------------------------------
-
-def to_model_range(image: np.ndarray, rng: tuple[float, float], bgr: bool = False) -> np.ndarray:
-    """RGB uint8 HWC -> float32 HWC in the model's input range (and channel order)."""
-    lo, hi = rng
-    x = image.astype(np.float32)
-    x *= (hi - lo) / 255.0
-    if lo:
-        x += lo
-    return x[..., ::-1] if bgr else x
-
-
-def from_model_range(image: np.ndarray, rng: tuple[float, float], bgr: bool = False) -> np.ndarray:
-    """float32 HWC in the model's output range -> float32 RGB HWC in [0, 1] (clipped)."""
-    lo, hi = rng
-    x = image if (lo, hi) == (0.0, 1.0) else (image - lo) / (hi - lo)
-    if bgr:
-        x = x[..., ::-1]
-    return np.clip(x, 0.0, 1.0)
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """float [0, 1] -> uint8 with rounding (truncation would darken every frame by half a level)."""
-    return cv2.convertScaleAbs(np.ascontiguousarray(image, np.float32), alpha=255.0)
-
-
 # -- fitting frames to the model input -------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -490,25 +462,32 @@ class TilePlan:
     fixed_batch: bool
 
 
-def fit_frame(x: np.ndarray, size: tuple[int, int] | None, multiple: int, policy: str,
-              batch: int | None = None, pad_value: float = 0.0) -> tuple[np.ndarray | None, Any]:
-    """HWC float32 (model range) -> (NCHW batch, Placement) or (None, TilePlan).
+def fit_frame(image: np.ndarray, size: tuple[int, int] | None, multiple: int, policy: str,
+              batch: int | None = None, *, in_range: tuple[float, float] = (0.0, 1.0),
+              bgr: bool = False) -> tuple[np.ndarray | None, Any]:
+    """RGB uint8 HWC frame -> (uint8 NHWC batch, Placement) or (None, TilePlan).
 
-    A dynamic model gets the frame padded to its ``multiple`` whatever the policy (nothing to tile
-    or resize); a static model gets the frame as is when it already fits, else ``policy``.
+    Frames stay bytes: the backend converts them (:meth:`Backend.infer_frames`), and fitting
+    uint8 is cheaper than fitting floats. A dynamic model gets the frame padded to its ``multiple``
+    whatever the policy (nothing to tile or resize); a static model gets the frame as is when it
+    already fits, else ``policy``. Tiles need float blending, so a TilePlan holds the frame in the
+    model's range (``in_range``, ``bgr``).
     """
-    h, w = x.shape[:2]
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB uint8 HxWx3 frame, got {image.dtype} {list(image.shape)}")
+    h, w = image.shape[:2]
     if size is None or (h, w) == tuple(size):
-        fitted, placement = fit_to_input(x, size, "pad", multiple=multiple)
+        fitted, placement = fit_to_input(image, size, "pad", multiple=multiple)
     elif policy == "tile":
         n = batch or 4
-        return None, TilePlan(x, (int(size[0]), int(size[1])), n, batch is not None)
-    else:
-        fitted, placement = fit_to_input(x, size, policy, multiple=multiple, pad_value=pad_value)
-    nchw = np.ascontiguousarray(fitted.transpose(2, 0, 1)[None])
+        return None, TilePlan(to_model_range(image, in_range, bgr), (int(size[0]), int(size[1])), n,
+                              batch is not None)
+    else:  # byte 0 is the bottom of the model's range, the letterbox fill
+        fitted, placement = fit_to_input(image, size, policy, multiple=multiple, pad_value=0)
+    frames = np.ascontiguousarray(fitted)[None]
     if batch is not None and batch > 1:  # static-batch model: repeat the frame, keep the first result
-        nchw = np.repeat(nchw, batch, axis=0)
-    return nchw, placement
+        frames = np.repeat(frames, batch, axis=0)
+    return frames, placement
 
 
 def tile_frame(backend: Backend, plan: TilePlan, quality: float | None, overlap: int) -> np.ndarray:
@@ -518,12 +497,9 @@ def tile_frame(backend: Backend, plan: TilePlan, quality: float | None, overlap:
                       fixed_batch=plan.fixed_batch)
 
 
-def unfit_frame(output: np.ndarray, plan: Any, hw: tuple[int, int]) -> np.ndarray:
-    """Model output (NCHW for a fitted frame, HWC for a tiled one) -> HWC at the frame's size."""
-    if isinstance(plan, TilePlan):
-        return output
-    img = output[0].transpose(1, 2, 0)
-    out = restore_from_input(img, plan)
-    if out.shape[:2] != hw:  # defensive: a model that changes size is a contract breach
-        raise ValueError(f"model output {img.shape[:2]} does not map back to the frame size {hw}")
-    return out
+def unfit_frame(output: np.ndarray, placement: Placement, hw: tuple[int, int]) -> np.ndarray:
+    """Restored uint8 NHWC batch -> the first frame, cropped and resized back to ``hw``."""
+    img = restore_from_input(output[0], placement)
+    if img.shape[:2] != tuple(hw):  # defensive: a model that changes size is a contract breach
+        raise ValueError(f"model output {output.shape[1:3]} does not map back to the frame size {hw}")
+    return img

@@ -141,8 +141,11 @@ def fit_to_input(frame: np.ndarray, size: tuple[int, int] | None, policy: str = 
         if h > H or w > W:
             raise ValueError(f"frame {h}x{w} is larger than the model input {H}x{W}; use policy "
                              "'tile', 'resize' or 'letterbox'")
+        placement = Placement("pad", (h, w), target, (0, 0, h, w))
+        if (h, w) == (H, W):  # the common video case: the frame is the model size, no copy
+            return frame, placement
         pads = ((0, H - h), (0, W - w)) + ((0, 0),) * (frame.ndim - 2)
-        return np.pad(frame, pads, mode="symmetric"), Placement("pad", (h, w), target, (0, 0, h, w))
+        return np.pad(frame, pads, mode="symmetric"), placement
     scale = min(H / h, W / w)
     nh, nw = max(1, min(H, round(h * scale))), max(1, min(W, round(w * scale)))
     top, left = (H - nh) // 2, (W - nw) // 2

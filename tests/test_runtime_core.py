@@ -254,6 +254,66 @@ def test_openvino_async_queue(arts):
             be.wait_all()
 
 
+def _frames(n=1, h=16, w=24, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+def _frames_reference(frames: np.ndarray, quality=None, rng=(0.0, 1.0), bgr=False) -> np.ndarray:
+    """What infer_frames must return, computed the slow obvious way in float64 numpy."""
+    lo, hi = rng
+    x = frames[..., ::-1] if bgr else frames
+    x = x.transpose(0, 3, 1, 2).astype(np.float64) / 255 * (hi - lo) + lo
+    y = reference_forward(x.astype(np.float32), quality).astype(np.float64)
+    y = np.clip((y - lo) / (hi - lo), 0, 1).transpose(0, 2, 3, 1)
+    return np.rint((y[..., ::-1] if bgr else y) * 255)
+
+
+@pytest.mark.parametrize("key, backend, quality", [("onnx", "onnxruntime", None), ("onnx", "openvino", None),
+                                                   ("ov", "openvino", None), ("ov_q", "openvino", 3.5),
+                                                   ("onnx_q", "onnxruntime", 3.5)])
+def test_infer_frames_matches_reference(arts, key, backend, quality):
+    """uint8 frames in, uint8 frames out, on every backend (OpenVINO converts inside the model)."""
+    with open_backend(load_artifact(arts[key]), backend) as be:
+        for n, h, w in [(1, 16, 24), (2, 32, 8)]:
+            frames = _frames(n, h, w, seed=h)
+            out = be.infer_frames(frames, quality)
+            assert out.dtype == np.uint8 and out.shape == frames.shape
+            # within one level of the float reference: the two sides may round a tie differently
+            assert np.abs(out - _frames_reference(frames, quality)).max() <= 1
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_infer_frames_applies_manifest_range_and_channel_order(tmp_path, backend):
+    """A model trained on BGR in [-1, 1]: the frame API must map bytes both ways as the manifest says."""
+    art = make_onnx_artifact(tmp_path / "bgr", fmt="onnx")
+    _edit_manifest(art, **{"input.range": [-1.0, 1.0], "input.color": "BGR",
+                           "output.range": [-1.0, 1.0], "output.color": "BGR"})
+    frames = _frames(1, 16, 24, seed=5)
+    with open_backend(load_artifact(art), backend) as be:
+        out = be.infer_frames(frames)
+    assert np.abs(out - _frames_reference(frames, rng=(-1.0, 1.0), bgr=True)).max() <= 1
+
+
+def test_infer_frames_validation_and_async(arts):
+    with open_backend(load_artifact(arts["ov_static"])) as be:
+        with pytest.raises(InputError, match="uint8"):
+            be.infer_frames(_frames(1).astype(np.float32))
+        with pytest.raises(InputError, match="N x H x W x 3"):
+            be.infer_frames(np.zeros((1, 3, 16, 24), np.uint8))
+        with pytest.raises(InputError, match="exactly 16x24"):
+            be.infer_frames(_frames(1, 16, 16))
+    results: dict[int, np.ndarray] = {}
+    frames = [_frames(1, 16, 24, seed=i) for i in range(5)]
+    with open_backend(load_artifact(arts["ov_q"]), "openvino", hint="THROUGHPUT", num_requests=2) as be:
+        for i, f in enumerate(frames):
+            be.infer_frames_async(f, quality=i, callback=lambda out, k: results.__setitem__(k, out), userdata=i)
+        be.infer_async(_batch(1), quality=1)  # switching between the two model forms mid-stream is fine
+        be.wait_all()
+    assert sorted(results) == list(range(5))
+    for i, f in enumerate(frames):
+        assert np.abs(results[i] - _frames_reference(f, i)).max() <= 1
+
+
 def test_default_async_and_backend_table(arts):
     assert set(BACKENDS) == {"openvino", "onnxruntime", "tensorrt"}
     got = []

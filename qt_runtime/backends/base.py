@@ -1,8 +1,10 @@
 """The one interface every runtime backend implements, plus the input checks they share.
 
-A backend takes float32 NCHW RGB batches in the manifest's range and returns the same layout.
-Validation lives here, not in each backend, so every backend rejects bad input with the same
-message before it reaches native code (where errors are cryptic or silent).
+A backend takes float32 NCHW RGB batches in the manifest's range and returns the same layout
+(:meth:`Backend.infer`), or camera frames as RGB uint8 NxHxWx3 and returns restored frames the same
+way (:meth:`Backend.infer_frames`: the colour/range conversion happens inside, in the compiled model
+where the backend can). Validation lives here, not in each backend, so every backend rejects bad
+input with the same message before it reaches native code (where errors are cryptic or silent).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from qt_runtime.artifact import Artifact
+from qt_runtime.colour import frames_to_nchw, nchw_to_frames
 
 Callback = Callable[[np.ndarray, Any], None]
 
@@ -83,6 +86,27 @@ class InputSpec:
                                  f"{list(self.range)} (did you forget to divide by 255?)")
         return np.ascontiguousarray(batch)
 
+    def check_frames(self, frames: Any) -> np.ndarray:
+        """Return ``frames`` (C-contiguous RGB uint8 NxHxWx3) if they fit this spec, else raise."""
+        if not isinstance(frames, np.ndarray):
+            raise InputError(f"frames: expected a numpy array, got {type(frames).__name__}")
+        if frames.dtype != np.uint8:
+            raise InputError(f"frames: dtype {frames.dtype}, expected uint8 RGB (use infer() for float batches)")
+        if frames.ndim != 4 or frames.shape[3] != 3:
+            raise InputError(f"frames: shape {list(frames.shape)}, expected N x H x W x 3 (RGB uint8)")
+        n, h, w = frames.shape[:3]
+        if n == 0 or h == 0 or w == 0:
+            raise InputError(f"frames: empty batch {list(frames.shape)}")
+        if self.batch is not None and n != self.batch:
+            raise InputError(f"frames: batch of {n}, the model takes exactly {self.batch}")
+        if self.size is not None and (h, w) != tuple(self.size):
+            raise InputError(f"frames: {h}x{w}, the model takes exactly {self.size[0]}x{self.size[1]} "
+                             "(use qt_runtime.tiling.fit_to_input to resize, letterbox, pad or tile)")
+        if self.size is None and (h % self.multiple or w % self.multiple):
+            raise InputError(f"frames: {h}x{w} is not a multiple of {self.multiple} "
+                             "(pad with qt_runtime.tiling.fit_to_input(frame, None, 'pad', multiple=...))")
+        return np.ascontiguousarray(frames)
+
     def quality_value(self, quality: float | None) -> np.ndarray | None:
         """The float32 [1] tensor to feed, or None for a folded model; raises on a bad level."""
         if self.quality_mode != "input":
@@ -136,6 +160,36 @@ class Backend(abc.ABC):
         out = self.infer(batch, quality)
         if callback is not None:
             callback(out, userdata)
+
+    def infer_frames(self, frames: np.ndarray, quality: float | None = None) -> np.ndarray:
+        """Restore RGB uint8 frames (N x H x W x 3); returns new RGB uint8 frames of the same shape.
+
+        The manifest's range and channel order are applied on the way in and out, so a video
+        pipeline only moves bytes. This default converts with OpenCV around :meth:`infer`;
+        backends that can fold the conversion into the compiled model override :meth:`_run_frames`.
+        """
+        self._ensure_open()
+        x = self._spec.check_frames(frames)
+        return self._run_frames(x, self._spec.quality_value(quality))
+
+    def infer_frames_async(self, frames: np.ndarray, quality: float | None = None,
+                           callback: Callback | None = None, userdata: Any = None) -> None:
+        """:meth:`infer_frames` through :meth:`infer_async`; ``callback(frames_out, userdata)``."""
+        self._ensure_open()
+        x = self._spec.check_frames(frames)
+        m = self.artifact.manifest
+
+        def done(output: np.ndarray, data: Any) -> None:
+            if callback is not None:
+                callback(nchw_to_frames(output, m.output.range, m.output.color.upper() == "BGR"), data)
+
+        self.infer_async(frames_to_nchw(x, m.input.range, m.input.color.upper() == "BGR"), quality, done, userdata)
+
+    def _run_frames(self, frames: np.ndarray, quality: np.ndarray | None) -> np.ndarray:
+        """Validated frames -> restored frames, via the float model interface."""
+        m = self.artifact.manifest
+        batch = frames_to_nchw(frames, m.input.range, m.input.color.upper() == "BGR")
+        return nchw_to_frames(self._run(batch, quality), m.output.range, m.output.color.upper() == "BGR")
 
     def wait_all(self) -> None:
         """Block until every ``infer_async`` started so far has called back; re-raise its error."""
