@@ -1,7 +1,8 @@
 """qt-run: restore a video stream with an exported artifact.
 
   qt-run ARTIFACT --source SRC --sink SINK [--backend openvino|onnxruntime|tensorrt] [--device CPU]
-         [--quality L] [--temporal] [--policy tile|resize|letterbox] [--max-frames N] [--summary PATH]
+         [--hint auto|LATENCY|THROUGHPUT] [--precision f32|bf16|f16] [--quality L] [--temporal]
+         [--policy tile|resize|letterbox] [--max-frames N] [--summary PATH]
   qt-run build-engine ARTIFACT [...]      (TensorRT engine, built on the device that runs it)
 
 Sources: 0 | /dev/video0 | rtsp://... | http://... | udp://@:5000 | 'GStreamer ! appsink' |
@@ -65,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-max-seconds", type=float, default=60.0, help="give up a live source after this gap")
     p.add_argument("--open-timeout", type=float, default=5.0, help="seconds to wait when (re)opening a URL")
     p.add_argument("--read-timeout", type=float, default=2.0, help="seconds without data before a reconnect")
+    p.add_argument("--decode-threads", type=int, default=None,
+                   help="FFmpeg decoder threads for files and URLs (default: FFmpeg's; 1 saves CPU on small machines)")
     p.add_argument("--codec", choices=("ffmpeg", "opencv"), default=None,
                    help="video file writer (default: ffmpeg H.264 when available, else OpenCV)")
     return p
@@ -120,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
     source = open_source(args.source, SourceOptions(retry_max_tries=args.retry_max_tries,
                                                     retry_max_seconds=args.retry_max_seconds,
                                                     read_timeout_s=args.read_timeout, open_timeout_s=args.open_timeout,
-                                                    loop=args.loop))
+                                                    loop=args.loop, decode_threads=args.decode_threads))
     backend = sink = None
     try:
         backend = open_backend(artifact, args.backend, args.device, **_backend_options(args, artifact, source.live))

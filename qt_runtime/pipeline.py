@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 
 from qt_runtime.backends.base import Backend
@@ -44,9 +43,10 @@ class PipelineOptions:
     pixels shared by neighbouring tiles (blended). ``quality``: initial level for artifacts with a
     quality input (None: the manifest default). ``temporal``: flicker suppression options, None for
     off. ``flicker``: measure static-region flicker (costs a little CPU per frame). ``queue_depth``:
-    frames each hand-off may hold, and requests in flight (3 keeps a request queued behind each of
-    OpenVINO's two throughput streams on a 2-core CPU; 2 left a stream idle between frames). ``max_frames``: stop after this many frames. ``use_async``: use
-    the backend's request queue when it has a real one. ``progress``: tqdm bar (None: files only)."""
+    frames each hand-off may hold, and requests in flight (3: with OpenVINO's two throughput streams
+    on 2 cores, 2 left a stream idle between frames). ``max_frames``: stop after this many frames.
+    ``use_async``: use the backend's request queue when it has a real one. ``progress``: tqdm bar
+    (None: files only)."""
 
     policy: str = "tile"
     tile_overlap: int = 16
@@ -200,6 +200,8 @@ class Pipeline:
         self._out_range = tuple(manifest.output.range)
         self._in_bgr = manifest.input.color.upper() == "BGR"
         self._out_bgr = manifest.output.color.upper() == "BGR"
+        if spec.size is not None:  # compile for the frames to come before the clock starts
+            backend.warm_up((spec.batch or 1, *spec.size, 3))
         self.stats = RunStats()
         self._stop = threading.Event()
         self._abort = threading.Event()

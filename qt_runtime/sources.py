@@ -48,7 +48,9 @@ class SourceOptions:
     into a read failure (FFMPEG backend) so it can be retried instead of hanging forever.
     ``max_corrupt_run``: this many undecodable frames in a row end a file (it is damaged beyond use).
     ``loop``: rewind files at their end (demos, soak tests). ``width``/``height``/``fps``: requested
-    camera mode (cameras may ignore it).
+    camera mode (cameras may ignore it). ``decode_threads``: FFmpeg decoder threads for files and
+    URLs (None: FFmpeg's choice, one per core; 1 costs less CPU per frame where the model already
+    uses every core).
     """
 
     retry_max_tries: int = 10
@@ -62,6 +64,7 @@ class SourceOptions:
     width: int | None = None
     height: int | None = None
     fps: float | None = None
+    decode_threads: int | None = None
 
 
 @dataclass
@@ -384,7 +387,15 @@ def _open_url(spec: str, opts: SourceOptions) -> Source:
         os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
     params = (cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(opts.open_timeout_s * 1000),
               cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(opts.read_timeout_s * 1000))
-    return CaptureSource(spec, opts, "url", True, spec, cv2.CAP_FFMPEG, params)
+    return CaptureSource(spec, opts, "url", True, spec, cv2.CAP_FFMPEG, params + _decode_params(opts))
+
+
+def _decode_params(opts: SourceOptions) -> tuple[int, ...]:
+    if opts.decode_threads is None:
+        return ()
+    if opts.decode_threads < 1:
+        raise SourceError("decode threads must be >= 1")
+    return (cv2.CAP_PROP_N_THREADS, int(opts.decode_threads))
 
 
 def _open_folder(spec: str, opts: SourceOptions) -> Source:
@@ -394,7 +405,7 @@ def _open_folder(spec: str, opts: SourceOptions) -> Source:
 def _open_file(spec: str, opts: SourceOptions) -> Source:
     if not Path(spec).is_file():
         raise SourceError(f"source {spec!r} is not a camera index, URL, GStreamer pipeline, folder or file")
-    return CaptureSource(spec, opts, "file", False, spec, cv2.CAP_FFMPEG)
+    return CaptureSource(spec, opts, "file", False, spec, cv2.CAP_FFMPEG, _decode_params(opts))
 
 
 @dataclass(frozen=True)

@@ -505,6 +505,19 @@ def test_cli_runs_and_writes_summary(artifacts, small_video, tmp_path, capsys):
     assert "flicker" in data and count_frames(tmp_path / "out.avi", exact=True) == 20
 
 
+@pytest.mark.parametrize("extra,hint,precision", [([], "THROUGHPUT", "f32"),
+                                                   (["--hint", "LATENCY", "--precision", "bf16"], "LATENCY", "bf16")])
+def test_cli_openvino_hint_and_precision(artifacts, small_video, tmp_path, extra, hint, precision):
+    """A file gets THROUGHPUT unless told otherwise; --precision reaches OpenVINO's config."""
+    summary = tmp_path / "summary.json"
+    rc = main([str(artifacts["ov_static"]), "--source", str(small_video), "--sink", "null", "--no-progress",
+               "--decode-threads", "1", "--summary", str(summary), *extra])
+    data = json.loads(summary.read_text())
+    assert rc == 0 and data["frames_out"] == 20
+    config = data["backend"]["config"]
+    assert config["PERFORMANCE_HINT"] == hint and config["INFERENCE_PRECISION_HINT"] == precision
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["{missing}", "--source", "{video}"], "not a folder"),
     (["{dyn}", "--source", "{missing}"], "not a camera index"),
@@ -512,6 +525,8 @@ def test_cli_runs_and_writes_summary(artifacts, small_video, tmp_path, capsys):
     (["{dyn}", "--source", "{video}", "--policy", "stretch"], "invalid choice"),
     (["{dyn}"], "--source"),
     (["{dyn}", "--source", "{video}", "--max-frames", "0"], "max-frames"),
+    (["{dyn}", "--source", "{video}", "--hint", "THROUGHPUT"], "openvino backend only"),
+    (["{dyn}", "--source", "{video}", "--decode-threads", "0"], "decode threads"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(artifacts, small_video, tmp_path, capsys, monkeypatch,
                                                argv, needle):

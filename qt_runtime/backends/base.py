@@ -66,16 +66,7 @@ class InputSpec:
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise InputError(f"input '{self.name}': shape {list(batch.shape)}, expected N x 3 x H x W (NCHW RGB)")
         n, _, h, w = batch.shape
-        if n == 0 or h == 0 or w == 0:
-            raise InputError(f"input '{self.name}': empty batch {list(batch.shape)}")
-        if self.batch is not None and n != self.batch:
-            raise InputError(f"input '{self.name}': batch of {n}, the model takes exactly {self.batch}")
-        if self.size is not None and (h, w) != tuple(self.size):
-            raise InputError(f"input '{self.name}': {h}x{w}, the model takes exactly {self.size[0]}x{self.size[1]} "
-                             "(use qt_runtime.tiling.fit_to_input to resize, letterbox, pad or tile)")
-        if self.size is None and (h % self.multiple or w % self.multiple):
-            raise InputError(f"input '{self.name}': {h}x{w} is not a multiple of {self.multiple} "
-                             "(pad with qt_runtime.tiling.fit_to_input(frame, None, 'pad', multiple=...))")
+        self._check_geometry(f"input '{self.name}'", n, h, w, batch.shape)
         if check_range:
             lo, hi = float(batch.min()), float(batch.max())
             tol = 1e-3 * (self.range[1] - self.range[0])
@@ -95,17 +86,21 @@ class InputSpec:
         if frames.ndim != 4 or frames.shape[3] != 3:
             raise InputError(f"frames: shape {list(frames.shape)}, expected N x H x W x 3 (RGB uint8)")
         n, h, w = frames.shape[:3]
+        self._check_geometry("frames", n, h, w, frames.shape)
+        return np.ascontiguousarray(frames)
+
+    def _check_geometry(self, what: str, n: int, h: int, w: int, shape: tuple[int, ...]) -> None:
+        """Batch size and H x W against the model's (static size, or dynamic with a multiple)."""
         if n == 0 or h == 0 or w == 0:
-            raise InputError(f"frames: empty batch {list(frames.shape)}")
+            raise InputError(f"{what}: empty batch {list(shape)}")
         if self.batch is not None and n != self.batch:
-            raise InputError(f"frames: batch of {n}, the model takes exactly {self.batch}")
+            raise InputError(f"{what}: batch of {n}, the model takes exactly {self.batch}")
         if self.size is not None and (h, w) != tuple(self.size):
-            raise InputError(f"frames: {h}x{w}, the model takes exactly {self.size[0]}x{self.size[1]} "
+            raise InputError(f"{what}: {h}x{w}, the model takes exactly {self.size[0]}x{self.size[1]} "
                              "(use qt_runtime.tiling.fit_to_input to resize, letterbox, pad or tile)")
         if self.size is None and (h % self.multiple or w % self.multiple):
-            raise InputError(f"frames: {h}x{w} is not a multiple of {self.multiple} "
+            raise InputError(f"{what}: {h}x{w} is not a multiple of {self.multiple} "
                              "(pad with qt_runtime.tiling.fit_to_input(frame, None, 'pad', multiple=...))")
-        return np.ascontiguousarray(frames)
 
     def quality_value(self, quality: float | None) -> np.ndarray | None:
         """The float32 [1] tensor to feed, or None for a folded model; raises on a bad level."""
@@ -171,6 +166,11 @@ class Backend(abc.ABC):
         self._ensure_open()
         x = self._spec.check_frames(frames)
         return self._run_frames(x, self._spec.quality_value(quality))
+
+    def warm_up(self, frames_shape: tuple[int, ...]) -> None:
+        """Get ready for :meth:`infer_frames` on N x H x W x 3 frames (compile, allocate) now, so
+        the first frame of a stream is not late; a no-op where opening already did it."""
+        return None
 
     def infer_frames_async(self, frames: np.ndarray, quality: float | None = None,
                            callback: Callback | None = None, userdata: Any = None) -> None:

@@ -114,6 +114,10 @@ class OpenVINOBackend(Backend):
     def _run(self, batch: np.ndarray, quality: np.ndarray | None) -> np.ndarray:
         return self._run_request(batch, quality, frames=False)
 
+    def warm_up(self, frames_shape: tuple[int, ...]) -> None:
+        if self._rgb:
+            self._compile(tuple(frames_shape), frames=True)
+
     def _run_frames(self, frames: np.ndarray, quality: np.ndarray | None) -> np.ndarray:
         if not self._rgb:
             return super()._run_frames(frames, quality)
