@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from qt_train.cli_common import run_main
+from qt_train.cli_common import OneLineParser, run_main
 
 PROG = "qt-calibrate"
 
@@ -36,7 +36,7 @@ def _iqa(args: argparse.Namespace) -> int:
 
 def _body(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     iqa = sub.add_parser("iqa", help="fit the offline IQA members into --out")
     iqa.add_argument("--out", type=Path, required=True, help="folder for niqe_pristine.mat and cnniqa_rank.pth")

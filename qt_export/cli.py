@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from qt_train.cli_common import run_main
+from qt_train.cli_common import OneLineParser, run_main
 
 from .formats import CLI_FORMATS, TARGETS
 
@@ -39,7 +39,7 @@ def parse_size(text: str) -> tuple[int, int]:
 def build_parser() -> argparse.ArgumentParser:
     from .export import DEFAULT_KEEP_FP
 
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path, help="a .ckpt written by qt-train (EMA weights are exported)")
     p.add_argument("--target", choices=TARGETS, required=True)
     p.add_argument("--format", choices=CLI_FORMATS, help="default: openvino for cpu, TensorRT-ready ONNX for GPUs")

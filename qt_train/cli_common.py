@@ -10,6 +10,14 @@ from collections.abc import Callable, Sequence
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, PermissionError)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors raise instead of printing usage and exiting, so :func:`run_main`
+    reports them like every other bad input: one line, exit status 2. ``--help`` still prints help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ValueError(f"{message} (see {self.prog} --help)")
+
+
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="task YAML (see configs/); keys not given keep their defaults")
     parser.add_argument(

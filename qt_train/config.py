@@ -247,8 +247,12 @@ def to_dict(cfg: Any) -> Any:
     return cfg
 
 
-def save_run_record(run_dir: str | Path, cfg: Any, argv: Sequence[str]) -> None:
-    """Copy the resolved config and the exact command line into a run folder (reproducible runs)."""
+def save_run_record(run_dir: str | Path, cfg: Any, argv: Sequence[str], append: bool = False) -> None:
+    """Copy the resolved config and the exact command line into a run folder (reproducible runs).
+
+    ``append`` (a resumed run) adds the command as a new line, so the run's history keeps the
+    command that started it as well as every one that resumed it.
+    """
     import shlex
 
     import yaml
@@ -257,4 +261,6 @@ def save_run_record(run_dir: str | Path, cfg: Any, argv: Sequence[str]) -> None:
 
     run_dir = Path(run_dir)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    atomic_write_text(run_dir / "command.txt", shlex.join(list(argv)) + "\n")
+    command = run_dir / "command.txt"
+    before = command.read_text() if append and command.is_file() else ""
+    atomic_write_text(command, before + shlex.join(list(argv)) + "\n")

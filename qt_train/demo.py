@@ -8,13 +8,12 @@ artifact that must pass the consistency gate; and qt-run restores a hazy video c
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from qt_train.cli_common import run_main
+from qt_train.cli_common import OneLineParser, run_main
 
 PROG = "qt-demo"
 # Small enough for ~1 minute of CPU: the method's pieces all run (bank, levels, preference, consistency).
@@ -34,7 +33,7 @@ def _body(argv: Sequence[str] | None) -> int:
     from qt_train.data.make import make_paired_set
     from qt_train.data.preview import write_previews
 
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    parser = OneLineParser(prog=PROG, description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="folder for everything the demo writes")
     parser.add_argument("--n", type=int, default=8, help="pairs per task and domain")
     parser.add_argument("--seed", type=int, default=0)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from qt_train.cli_common import run_main
+from qt_train.cli_common import OneLineParser, run_main
 
 PROG = "qt-eval"
 
@@ -143,7 +143,7 @@ def evaluate_checkpoint(ckpt_path: Path, out: Path, pairs: Path | None, real: li
 
 def _body(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--out", type=Path, required=True, help="folder for results.json, levels.png, grid.png")
     parser.add_argument("--pairs", type=Path, help="paired folder with lq/ and gt/ (default: held-out synthetic pairs)")

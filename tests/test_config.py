@@ -125,3 +125,17 @@ def test_run_record_round_trips(tmp_path):
     assert again == cfg
     assert (tmp_path / "run" / "command.txt").read_text() == "qt-train --config 'a b.yaml'\n"
     assert to_dict(cfg)["inner"]["names"] == ["q"]
+
+
+@pytest.mark.parametrize("module", ["qt_train.train.cli", "qt_train.data.cli", "qt_train.eval_cli",
+                                    "qt_train.iqa.cli", "calibration.cli", "qt_export.cli", "qt_train.demo"])
+def test_every_command_reports_usage_errors_in_one_line(module, capsys):
+    import importlib
+
+    main = importlib.import_module(module).main
+    assert main(["--no-such-flag"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error:" in err and "--help" in err
+    with pytest.raises(SystemExit) as exc:  # --help still prints help and exits 0
+        main(["--help"])
+    assert exc.value.code == 0

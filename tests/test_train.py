@@ -107,6 +107,8 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     assert 5 <= at_kill < 8, "the run finished before it could be killed; make it longer"
     proc = _run_cli(killed, [], resume=True)
     assert proc.wait(timeout=600) == 0, proc.stderr.read()
+    commands = (killed / "command.txt").read_text().splitlines()
+    assert len(commands) == 2 and "--resume" not in commands[0] and "--resume" in commands[1]
 
     a, b = load_checkpoint(straight / "last.ckpt"), load_checkpoint(killed / "last.ckpt")
     assert a["iteration"] == b["iteration"] == 8

@@ -11,13 +11,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from qt_train.cli_common import add_config_args, run_main
+from qt_train.cli_common import OneLineParser, add_config_args, run_main
 
 PROG = "qt-data"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     make = sub.add_parser("make", help="write a paired set: DIR/lq, DIR/gt, DIR/manifest.json")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qt_train.cli_common import run_main
+from qt_train.cli_common import OneLineParser, run_main
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,7 +43,7 @@ def _positive(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     ens_help = "ensemble spec YAML, or 'default' / 'reference' (default: default)"
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from qt_train.cli_common import add_config_args, run_main
+from qt_train.cli_common import OneLineParser, add_config_args, run_main
 
 PROG = "qt-train"
 
@@ -23,7 +23,7 @@ def _body(argv: Sequence[str] | None) -> int:
     from qt_train.train.loop import train
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
     parser.add_argument("--run-dir", type=Path, help="run folder (default: OUT/TASK-METHOD from the config)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from last.ckpt")

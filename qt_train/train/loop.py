@@ -149,7 +149,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, argv: list[str], source:
 
     log = RunLogger(run_dir, enabled=d.main, total=total, start=start, progress=progress)
     if d.main:
-        save_run_record(run_dir, cfg, argv)
+        save_run_record(run_dir, cfg, argv, append=state is not None)
 
     def checkpoint(it_done: int) -> None:
         banks = gather_objects(bank.state_dict(), d)  # each rank owns a disjoint set of ids
