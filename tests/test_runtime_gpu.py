@@ -76,6 +76,25 @@ def test_static_engine_async(tmp_path):
         np.testing.assert_allclose(got[i], reference_forward(x), atol=1e-4)
 
 
+def test_engine_runs_uint8_frames_sync_and_async(tmp_path):
+    """infer_frames on TensorRT (the base class's OpenCV conversion around the engine's async path)."""
+    from qt_runtime.engine_build import build_engine
+
+    art = make_onnx_artifact(tmp_path / "f", size=(32, 32), batch=1)
+    build_engine(art, fp16=False, workspace_gb=1)
+    frames = [np.random.default_rng(i).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8) for i in range(4)]
+    got: dict[int, np.ndarray] = {}
+    with open_backend(load_artifact(art), "tensorrt", num_streams=2) as be:
+        sync = be.infer_frames(frames[0])
+        for i, f in enumerate(frames):
+            be.infer_frames_async(f, callback=lambda out, k: got.__setitem__(k, out), userdata=i)
+        be.wait_all()
+    for i, f in enumerate(frames):
+        ref = reference_forward(f.transpose(0, 3, 1, 2).astype(np.float32) / 255).transpose(0, 2, 3, 1)
+        assert got[i].dtype == np.uint8 and np.abs(got[i] - np.rint(ref * 255)).max() <= 1
+    assert np.array_equal(sync, got[0])
+
+
 def test_engine_must_match_artifact(tmp_path):
     from qt_runtime.engine_build import build_engine, sidecar_path
 
