@@ -30,7 +30,6 @@ class DataConfig:
     paired: str | None = None  # a folder with lq/ and gt/ (real paired data) instead of synthesis
     real: str | None = None  # unlabelled real images, folders or videos; null -> `realistic` domain
     patch: int = 128  # training crop
-    workers: int = 0  # DataLoader workers
 
     def __post_init__(self) -> None:
         if self.size < 16 or self.patch < 16:

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _restore_sigchld():
+    """Undo torch's process-wide SIGCHLD handler after every test.
+
+    A DataLoader with workers installs a Python SIGCHLD handler for the rest of the process
+    (``torch.utils.data._utils.signal_handling``). With it in place, a later test that ran
+    OpenVINO async requests (Python callbacks on OpenVINO's threads) and then spawned a
+    subprocess crashed the interpreter with SIGSEGV when the child exited: the "random" crash of
+    the whole suite in one process (minimal case: ``test_datasets.py::test_paired_loader_two_workers``,
+    ``test_runtime_core.py::test_infer_frames_validation_and_async``, ``::test_runtime_never_imports_torch``).
+    """
+    before = signal.getsignal(signal.SIGCHLD)
+    yield
+    if before is not None and signal.getsignal(signal.SIGCHLD) is not before:  # None: set outside Python
+        signal.signal(signal.SIGCHLD, before)
 
 
 def _noise_rgb(h: int, w: int, seed: int = 0) -> np.ndarray:

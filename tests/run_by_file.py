@@ -1,9 +1,11 @@
 """Run every test file in its own pytest process and print one closing tally.
 
-Why: torch (OpenMP), OpenVINO (TBB), ONNX Runtime and NNCF's compiled extension each bring their
-own native thread pools. In one interpreter running the whole suite, the process crashed with
-SIGSEGV at random points (never the same test, never when a file ran alone). One process per
-file keeps every test's behaviour and costs a few seconds of imports per file.
+Why: in one interpreter the whole suite used to crash with SIGSEGV. The cause, found at stop 8:
+torch's DataLoader with workers installs a process-wide Python SIGCHLD handler; after OpenVINO
+async requests had run Python callbacks on OpenVINO's threads, a child process exiting crashed
+the interpreter. ``tests/conftest.py`` now restores SIGCHLD after every test and ``pytest tests/``
+passes in one process too; one process per file stays as defence in depth against native state
+(thread pools, signal handlers) leaking from one file into the next, for a few seconds of imports.
 
   python tests/run_by_file.py [pytest args...]     # e.g. -m "not slow"
 """
