@@ -7,7 +7,6 @@ resolved once (folded at a level, or kept as an input) so every format exports t
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,10 +43,16 @@ def _tuples(value: Any) -> Any:
     return value
 
 
-def load_model(path: str | Path, use_ema: bool = True) -> LoadedModel:
-    """Build the checkpoint's backbone and load its (EMA) weights; unknown arch -> ValueError."""
-    from qt_train.checkpoint import load_checkpoint
-    from qt_train.models import BACKBONES, build_backbone, load_state_dict_checked
+def load_model(path: str | Path) -> LoadedModel:
+    """Build the checkpoint's backbone with its EMA weights (else its model weights), frozen.
+
+    The backbone comes from :func:`qt_train.checkpoint.model_from_state`, the one checkpoint ->
+    model path qt-eval and the claim benchmark use too, so an ``arch_config`` key this toolkit does
+    not know is an error naming it rather than silently dropped (a checkpoint from another version
+    could otherwise export a different network than the one that was trained).
+    """
+    from qt_train.checkpoint import load_checkpoint, model_from_state
+    from qt_train.models import BACKBONES
 
     state = load_checkpoint(path)
     arch = state.get("arch")
@@ -58,16 +63,12 @@ def load_model(path: str | Path, use_ema: bool = True) -> LoadedModel:
         raise ValueError(
             f"checkpoint {path} is for architecture {arch!r}, which this toolkit does not know; "
             f"known: {', '.join(sorted(BACKBONES))}")
-    arch_config = {k: _tuples(v) for k, v in dict(state.get("arch_config") or {}).items()}
-    valid = {f.name for f in dataclasses.fields(BACKBONES[arch].config_cls)}
-    model = build_backbone(arch, **{k: v for k, v in arch_config.items() if k in valid})
-    weights = state.get("ema") if use_ema and state.get("ema") is not None else state.get("model")
-    if weights is None:
+    if state.get("ema") is None and state.get("model") is None:
         raise ValueError(f"checkpoint {path} holds no model weights ('ema' or 'model')")
-    load_state_dict_checked(model, weights, arch)
-    model.eval()
+    model = model_from_state(state, str(path))
     for p in model.parameters():
         p.requires_grad_(False)
+    arch_config = {k: _tuples(v) for k, v in dict(state.get("arch_config") or {}).items()}
     task = str(state.get("task") or (state.get("config") or {}).get("task") or "unknown")
     return LoadedModel(
         backbone=model, arch=arch, arch_config=arch_config, task=task,

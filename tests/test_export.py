@@ -93,6 +93,19 @@ def test_cli_refuses_before_work(args, tiny_ckpt: Path, tmp_path: Path, capsys, 
     assert not out.exists()
 
 
+def test_checkpoint_with_unknown_arch_option_is_refused(tmp_path: Path, capsys) -> None:
+    """A checkpoint from another toolkit version: its unknown option is named, nothing is written."""
+    from qt_train.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(_save_tiny(tmp_path / "a.ckpt"))
+    state["arch_config"]["attention_heads"] = 4
+    save_checkpoint(tmp_path / "b.ckpt", state)
+    out = tmp_path / "art"
+    assert main([str(tmp_path / "b.ckpt"), "--target", "cpu", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "attention_heads" in err[0] and not out.exists()
+
+
 # ---------------------------------------------------------------- FP32 round trips
 
 
