@@ -400,7 +400,8 @@ class Pipeline:
             with self.stats.timed("post"):
                 restored = self.restore(work.output, work.plan, work.image.shape[:2])
                 if self._temporal is not None:  # the filter averages in float, or small changes would stick
-                    restored = to_uint8(self._temporal(work.image, restored.astype(np.float32) / 255.0))
+                    as_float = np.multiply(restored, np.float32(1.0 / 255.0), dtype=np.float32)
+                    restored = to_uint8(self._temporal(work.image, as_float))
                 if self._flicker is not None:
                     self._flicker.update(work.image, restored)
                 work.restored, work.output = restored, None
