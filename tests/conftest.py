@@ -14,10 +14,11 @@ def _restore_sigchld():
     """Undo torch's process-wide SIGCHLD handler after every test.
 
     A DataLoader with workers installs a Python SIGCHLD handler for the rest of the process
-    (``torch.utils.data._utils.signal_handling``). With it in place, a later test that ran
-    OpenVINO async requests (Python callbacks on OpenVINO's threads) and then spawned a
-    subprocess crashed the interpreter with SIGSEGV when the child exited: the "random" crash of
-    the whole suite in one process (minimal case: ``test_datasets.py::test_paired_loader_two_workers``,
+    (``torch.utils.data._utils.signal_handling``). With any Python SIGCHLD handler in place (a
+    no-op one does it too), a test that ran OpenVINO async requests (Python callbacks on
+    OpenVINO's threads) followed by a test that spawned a subprocess could crash the interpreter
+    (SIGSEGV or abort, intermittently) when the child exited: the "random" crash of the whole
+    suite in one process (minimal case: ``test_datasets.py::test_paired_loader_two_workers``,
     ``test_runtime_core.py::test_infer_frames_validation_and_async``, ``::test_runtime_never_imports_torch``).
     """
     before = signal.getsignal(signal.SIGCHLD)

@@ -1,9 +1,9 @@
 """Run every test file in its own pytest process and print one closing tally.
 
 Why: in one interpreter the whole suite used to crash with SIGSEGV. The cause, found at stop 8:
-torch's DataLoader with workers installs a process-wide Python SIGCHLD handler; after OpenVINO
-async requests had run Python callbacks on OpenVINO's threads, a child process exiting crashed
-the interpreter. ``tests/conftest.py`` now restores SIGCHLD after every test and ``pytest tests/``
+torch's DataLoader with workers installs a process-wide Python SIGCHLD handler (any Python SIGCHLD
+handler does it); after OpenVINO async requests had run Python callbacks on OpenVINO's threads, a
+child process exiting could crash the interpreter. ``tests/conftest.py`` now restores SIGCHLD after every test and ``pytest tests/``
 passes in one process too; one process per file stays as defence in depth against native state
 (thread pools, signal handlers) leaking from one file into the next, for a few seconds of imports.
 
