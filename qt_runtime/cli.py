@@ -117,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     temporal = TemporalOptions(alpha_static=args.temporal_alpha) if args.temporal else None
     opts = PipelineOptions(policy=args.policy, tile_overlap=args.tile_overlap, quality=args.quality,
                            temporal=temporal, flicker=args.flicker,
-                           queue_depth=args.queue_depth or PipelineOptions.queue_depth,
+                           queue_depth=PipelineOptions.queue_depth if args.queue_depth is None else args.queue_depth,
                            max_frames=args.max_frames, use_async=not args.no_async,
                            progress=False if args.no_progress else None)
     source = open_source(args.source, SourceOptions(retry_max_tries=args.retry_max_tries,

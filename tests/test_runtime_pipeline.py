@@ -527,6 +527,7 @@ def test_cli_openvino_hint_and_precision(artifacts, small_video, tmp_path, extra
     (["{dyn}", "--source", "{video}", "--max-frames", "0"], "max-frames"),
     (["{dyn}", "--source", "{video}", "--hint", "THROUGHPUT"], "openvino backend only"),
     (["{dyn}", "--source", "{video}", "--decode-threads", "0"], "decode threads"),
+    (["{dyn}", "--source", "{video}", "--queue-depth", "0"], "queue_depth"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(artifacts, small_video, tmp_path, capsys, monkeypatch,
                                                argv, needle):
