@@ -38,9 +38,19 @@ def _toolkit_version() -> str:
         return "0+unknown"
 
 
+class _ChannelOrder:
+    """``bgr``: the model's channels are blue, green, red (``color`` is validated as RGB or BGR)."""
+
+    color: str
+
+    @property
+    def bgr(self) -> bool:
+        return self.color == "BGR"
+
+
 @dataclass(frozen=True)
-class InputInfo:
-    """Image input of the model: NCHW float32 RGB in ``range``; ``size`` None means dynamic H, W."""
+class InputInfo(_ChannelOrder):
+    """Image input of the model: NCHW float32, RGB or BGR, in ``range``; ``size`` None means dynamic H, W."""
 
     name: str = "input"
     layout: str = "NCHW"
@@ -52,7 +62,7 @@ class InputInfo:
 
 
 @dataclass(frozen=True)
-class OutputInfo:
+class OutputInfo(_ChannelOrder):
     """Image output of the model, same conventions as the input."""
 
     name: str = "output"

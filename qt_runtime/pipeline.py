@@ -198,8 +198,8 @@ class Pipeline:
         manifest = backend.artifact.manifest
         self._in_range = tuple(manifest.input.range)
         self._out_range = tuple(manifest.output.range)
-        self._in_bgr = manifest.input.color.upper() == "BGR"
-        self._out_bgr = manifest.output.color.upper() == "BGR"
+        self._in_bgr = manifest.input.bgr
+        self._out_bgr = manifest.output.bgr
         if spec.size is not None:  # compile for the frames to come before the clock starts
             backend.warm_up((spec.batch or 1, *spec.size, 3))
         self.stats = RunStats()

@@ -181,15 +181,15 @@ class Backend(abc.ABC):
 
         def done(output: np.ndarray, data: Any) -> None:
             if callback is not None:
-                callback(nchw_to_frames(output, m.output.range, m.output.color.upper() == "BGR"), data)
+                callback(nchw_to_frames(output, m.output.range, m.output.bgr), data)
 
-        self.infer_async(frames_to_nchw(x, m.input.range, m.input.color.upper() == "BGR"), quality, done, userdata)
+        self.infer_async(frames_to_nchw(x, m.input.range, m.input.bgr), quality, done, userdata)
 
     def _run_frames(self, frames: np.ndarray, quality: np.ndarray | None) -> np.ndarray:
         """Validated frames -> restored frames, via the float model interface."""
         m = self.artifact.manifest
-        batch = frames_to_nchw(frames, m.input.range, m.input.color.upper() == "BGR")
-        return nchw_to_frames(self._run(batch, quality), m.output.range, m.output.color.upper() == "BGR")
+        batch = frames_to_nchw(frames, m.input.range, m.input.bgr)
+        return nchw_to_frames(self._run(batch, quality), m.output.range, m.output.bgr)
 
     def wait_all(self) -> None:
         """Block until every ``infer_async`` started so far has called back; re-raise its error."""

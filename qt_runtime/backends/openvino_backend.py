@@ -75,7 +75,7 @@ class OpenVINOBackend(Backend):
         self._dynamic = self._model.input(self._spec.name).get_partial_shape().is_dynamic
         self._frame_model: Any = None  # self._model with uint8 NHWC pre/post-processing, built on demand
         m = artifact.manifest
-        self._rgb = m.input.color.upper() == "RGB" and m.output.color.upper() == "RGB"
+        self._rgb = not (m.input.bgr or m.output.bgr)
         self._compiled: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._request: tuple[tuple[Any, ...], Any] | None = None
         self._queue: tuple[tuple[Any, ...], Any] | None = None
@@ -210,7 +210,7 @@ def frame_io_model(ov: Any, model: Any, manifest: Any) -> Any:
     tests/test_runtime_core.py::test_infer_frames_applies_manifest_range_and_channel_order), so
     :class:`OpenVINOBackend` converts their frames in numpy instead.
     """
-    if manifest.input.color.upper() != "RGB" or manifest.output.color.upper() != "RGB":
+    if manifest.input.bgr or manifest.output.bgr:
         raise ValueError("frame_io_model wraps RGB models only")
     from openvino import opset13 as ops
     from openvino.preprocess import PrePostProcessor
