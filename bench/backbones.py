@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from machine import describe_machine  # bench/machine.py: the CPU and its ISA
+
 
 def main(argv: list[str] | None = None) -> int:
     import torch
@@ -19,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    print(describe_machine(), flush=True)  # numbers belong to one CPU class
     torch.set_num_threads(args.threads)
     print(f"| backbone | params | GMAC at {args.width}x{args.height} | PyTorch FP32 eager, {args.threads} threads |")
     print("|---|---:|---:|---:|")

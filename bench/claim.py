@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine import describe_machine  # bench/machine.py: the CPU and its ISA
+
 REPO = Path(__file__).resolve().parents[1]
 REAL_DIRS = {"dehaze": "hazy", "lowlight": "lowlight", "derain": "rainy", "desnow": "snowy", "underwater": "underwater"}
 METHODS = ("supervised", "mean_teacher", "reliable_bank", "qualiteacher")
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--real-root", type=Path, default=REPO.parent / "shared" / "data" / "real")
     args = parser.parse_args(argv)
+    print(describe_machine(), flush=True)  # numbers belong to one CPU class
 
     results: dict = {}
     for task in args.tasks:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from machine import describe_machine  # bench/machine.py: the CPU and its ISA
 
 
 def rss_mb() -> float:
@@ -87,6 +88,7 @@ def main() -> None:
     ap.add_argument("--qat-steps", type=int, default=200)
     ap.add_argument("--keep-fp", default="first,last")
     args = ap.parse_args()
+    print(describe_machine(), flush=True)  # numbers belong to one CPU class
     w, h = (int(v) for v in args.size.split("x"))
 
     if args.ckpt:

@@ -25,6 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from machine import describe_machine  # bench/machine.py: the CPU and its ISA
+
 from calibration.rank_fit import (  # noqa: E402
     EVAL_SEVERITIES,
     all_kinds,
@@ -117,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="degradation seed")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
+    print(describe_machine(), flush=True)  # numbers belong to one CPU class
     if args.threads:
         torch.set_num_threads(args.threads)
     ens = Ensemble(device="cpu")

@@ -30,6 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from machine import describe_machine  # bench/machine.py: the CPU and its ISA
+
 from qt_runtime.artifact import load_artifact  # noqa: E402
 from qt_runtime.backends import default_backend, open_backend  # noqa: E402
 from qt_runtime.backends.openvino_backend import default_hint  # noqa: E402
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup-seconds", type=float, default=10.0, help="soak: RSS baseline taken after this")
     p.add_argument("--out", type=Path, help="also write the JSON result here")
     a = p.parse_args(argv)
+    print(describe_machine(), flush=True)  # numbers belong to one CPU class
 
     artifact = load_artifact(a.artifact)
     options = {k: v for k, v in (("hint", a.hint), ("num_requests", a.num_requests)) if v is not None}

@@ -72,7 +72,7 @@ def load_model(path: str | Path) -> LoadedModel:
     task = str(state.get("task") or (state.get("config") or {}).get("task") or "unknown")
     return LoadedModel(
         backbone=model, arch=arch, arch_config=arch_config, task=task,
-        levels=int(model.quality_embed.levels), pad_multiple=int(getattr(model, "pad_multiple", 1)),
+        levels=int(model.quality_embed.levels), pad_multiple=int(model.pad_multiple),
     )
 
 

@@ -25,6 +25,25 @@ class ConfigError(ValueError):
     """A configuration problem, reported in one line that says where and what to do."""
 
 
+# YAML 1.2's float rule: PyYAML implements YAML 1.1, which needs a dot and a signed exponent,
+# so `2e-4` or `1e5` load as strings there; users mean numbers.
+_FLOAT_RE = r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
+
+
+def yaml_load(text: Any) -> Any:
+    """``yaml.safe_load`` with YAML 1.2 floats (``2e-4`` is a number, not a string)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(_FLOAT_RE), list("-+0123456789."))
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _closest(key: str, valid: Sequence[str]) -> str:
     match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
     if match:
@@ -158,7 +177,7 @@ def parse_overrides(overrides: Sequence[str]) -> list[tuple[list[str], Any]]:
         if not sep or not key.strip():
             raise ConfigError(f"--set: '{item}' is not of the form key.path=value")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = yaml_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"--set: cannot read value of '{item}': {exc}".splitlines()[0]) from exc
         parsed.append((key.strip().split("."), value))
@@ -210,7 +229,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found — pass an existing YAML file (see configs/)")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         first = str(exc).replace("\n", " ")
         raise ConfigError(f"{path}: not valid YAML: {first}") from exc

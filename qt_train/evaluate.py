@@ -23,12 +23,17 @@ def run_model(model: torch.nn.Module, x: torch.Tensor, quality: float | None, ch
 
 
 def paired_metrics(out: torch.Tensor, gt: torch.Tensor, lq: torch.Tensor | None = None) -> dict[str, float]:
-    from qt_train.metrics import psnr, ssim
+    """Mean PSNR / SSIM against ``gt`` on RGB and on the luma channel Y (``*_y``), and of ``lq``."""
+    from qt_train.metrics import psnr, rgb_to_y, ssim
 
-    result = {"psnr": float(psnr(out, gt).mean()), "ssim": float(ssim(out, gt).mean()), "n": len(out)}
+    def four(x: torch.Tensor, prefix: str) -> dict[str, float]:
+        xy, gy = rgb_to_y(x), rgb_to_y(gt)
+        return {f"{prefix}psnr": float(psnr(x, gt).mean()), f"{prefix}ssim": float(ssim(x, gt).mean()),
+                f"{prefix}psnr_y": float(psnr(xy, gy).mean()), f"{prefix}ssim_y": float(ssim(xy, gy).mean())}
+
+    result = {**four(out, ""), "n": len(out)}
     if lq is not None:
-        result["input_psnr"] = float(psnr(lq, gt).mean())
-        result["input_ssim"] = float(ssim(lq, gt).mean())
+        result.update(four(lq, "input_"))
     return result
 
 

@@ -2,7 +2,9 @@
 
 Pure functions so the training loop, qt-eval and the export gates agree on one definition.
 SSIM follows Wang et al. 2004 (11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03) on the
-luminance-free RGB mean over channels, computed with 'valid' filtering.
+luminance-free RGB mean over channels, computed with 'valid' filtering. The field's other
+convention, PSNR/SSIM on the BT.601 luma channel Y (16-235 on the 8-bit scale, as MATLAB's
+``rgb2ycbcr``), is :func:`rgb_to_y` followed by the same functions.
 """
 
 from __future__ import annotations
@@ -15,6 +17,12 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-10) -> torch.
     """PSNR in dB per image, (N,). Identical images give 100 dB rather than inf (keeps means finite)."""
     mse = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
     return torch.where(mse > eps, 10.0 * torch.log10(1.0 / mse.clamp_min(eps)), torch.full_like(mse, 100.0))
+
+
+def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma of an (N, 3, H, W) RGB batch in [0, 1], as (N, 1, H, W) in [16/255, 235/255]."""
+    w = torch.tensor([65.481, 128.553, 24.966], dtype=torch.float32, device=x.device) / 255.0
+    return (x.float() * w.reshape(1, 3, 1, 1)).sum(1, keepdim=True) + 16.0 / 255.0
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:

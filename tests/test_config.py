@@ -84,6 +84,16 @@ def test_overrides_set_nested_values_and_parse_yaml_scalars(tmp_path):
     assert cfg.inner.patch == 128 and cfg.flag is True and cfg.inner.names == ("a", "b") and cfg.inner.path is None
 
 
+def test_exponent_floats_are_numbers_in_files_and_overrides(tmp_path):
+    """PyYAML (YAML 1.1) reads `2e-4` as a string; users mean the number (YAML 1.2)."""
+    path = tmp_path / "c.yaml"
+    path.write_text("task: dehaze\ninner:\n  scale: 2e-4\n")
+    assert load_config(Outer, path).inner.scale == pytest.approx(2e-4)
+    assert load_config(Outer, path, ["inner.scale=1E5"]).inner.scale == 1e5
+    assert load_config(Outer, path, ["inner.names=[1.0.0, 2e]"]).inner.names == ("1.0.0", "2e")  # not numbers
+    assert load_config(Outer, path, ["inner.patch=12"]).inner.patch == 12  # ints stay ints
+
+
 def test_override_typo_is_named_with_closest(tmp_path):
     with pytest.raises(ConfigError, match=r"--set: unknown key 'inner.scal' — did you mean 'scale'\?"):
         load_config(Outer, write(tmp_path, {"task": "d"}), ["inner.scal=2"])

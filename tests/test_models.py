@@ -22,6 +22,8 @@ from qt_train.models import (
 SMALL = {
     "edge_unet": {"widths": (8, 12, 16), "enc_blocks": (1, 1), "mid_blocks": 1, "dec_blocks": (1, 1)},
     "nafnet": {"width": 8, "enc_blocks": (1, 1, 1), "mid_blocks": 1, "dec_blocks": (1, 1, 1)},
+    "edge_guided": {"widths": (8, 12, 16), "enc_blocks": (1, 1), "mid_blocks": 1, "dec_blocks": (1, 1),
+                    "head": "gain", "scale": 2, "detail_width": 8, "detail_blocks": 1},
 }
 ARCHS = sorted(SMALL)
 
@@ -38,10 +40,19 @@ def perturb_embedding(model: torch.nn.Module, seed: int = 1) -> None:
         w.copy_(torch.randn(w.shape, generator=g))
 
 
-def test_registry_lists_both_and_rejects_unknown() -> None:
-    assert set(BACKBONES) == {"edge_unet", "nafnet"}
+def open_heads(model: torch.nn.Module, seed: int = 2) -> None:
+    """edge_guided starts at the identity (zero-initialised heads); give its heads random weights."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for conv in (model.maps[1], model.detail[2] if model.detail is not None else None):
+            if conv is not None:
+                conv.weight.copy_(0.1 * torch.randn(conv.weight.shape, generator=g))
+
+
+def test_registry_lists_all_and_rejects_unknown() -> None:
+    assert set(BACKBONES) == {"edge_unet", "edge_guided", "nafnet"}
     assert backbone_config_class("nafnet") is NAFNetConfig
-    with pytest.raises(ValueError, match="edge_unet, nafnet"):
+    with pytest.raises(ValueError, match="edge_guided, edge_unet, nafnet"):
         build_backbone("unet3000")
     with pytest.raises(ValueError, match="widths"):
         build_backbone("edge_unet", widht=(8, 8, 8))
@@ -123,6 +134,8 @@ def test_levels_differ_after_perturbing_embedding(name: str) -> None:
             for p in model.parameters():
                 if p.dim() == 4 and p.shape[0] == 1 and p.shape[2:] == (1, 1):
                     p.fill_(0.5)
+    if name == "edge_guided":
+        open_heads(model)
     perturb_embedding(model)
     x = torch.rand(1, 3, 32, 32) * 0.5 + 0.25
     with torch.no_grad():
@@ -177,28 +190,35 @@ STANDARD_OPS = {
 }  # fmt: skip
 
 
+# The guided filter and the physical heads: pooling, resize and element-wise maths, all standard ONNX.
+GUIDED_OPS = {"AveragePool", "Resize", "Div", "Exp", "Sigmoid", "Tanh", "Min", "Max", "ReduceMean", "Concat"}
+
 LEGACY_EXPORT = pytest.mark.filterwarnings(
     "ignore::DeprecationWarning:torch.*", "ignore::DeprecationWarning:tests.*"
 )
 
 
 @LEGACY_EXPORT
-def test_edge_unet_onnx_export_matches_onnxruntime(tmp_path) -> None:
+@pytest.mark.parametrize("name", ["edge_unet", "edge_guided"])
+def test_edge_onnx_export_matches_onnxruntime(tmp_path, name: str) -> None:
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    model = small("edge_unet")
+    model = small(name)
+    if name == "edge_guided":
+        open_heads(model)
     perturb_embedding(model)
     folded = FoldedQuality(model, 7).eval()
-    path = tmp_path / "edge_unet.onnx"
+    path = tmp_path / f"{name}.onnx"
     dyn = {0: "n", 2: "h", 3: "w"}
     torch.onnx.export(
         folded, (torch.rand(1, 3, 32, 48),), str(path), opset_version=17, dynamo=False,
         input_names=["input"], output_names=["output"], dynamic_axes={"input": dyn, "output": dyn},
     )  # fmt: skip
     ops = _onnx_ops(path)
-    assert ops <= STANDARD_OPS, ops - STANDARD_OPS
+    allowed = STANDARD_OPS | (GUIDED_OPS if name == "edge_guided" else set())
+    assert ops <= allowed, ops - allowed
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for shape in [(1, 3, 32, 48), (2, 3, 37, 53)]:  # dynamic sizes, including padding
+    for shape in [(1, 3, 32, 48), (2, 3, 37, 53), (1, 3, 64, 96)]:  # dynamic sizes, including padding
         x = torch.rand(*shape)
         (got,) = session.run(None, {"input": x.numpy()})
         with torch.no_grad():
@@ -234,3 +254,44 @@ def test_default_nafnet_forward() -> None:
     with torch.no_grad():
         y = model(torch.rand(1, 3, 40, 72), quality=7)
     assert y.shape == (1, 3, 40, 72)
+
+
+# ----------------------------------------------------------------------------- edge_guided
+@pytest.mark.parametrize("head", ["haze", "water", "gain", "affine"])
+def test_edge_guided_starts_near_identity_and_keeps_texture(head: str) -> None:
+    """A fresh model returns (almost) its input; with heads opened, fine texture of the input
+    survives in the output: the maps are smooth, the detail is the input's."""
+    torch.manual_seed(0)
+    model = build_backbone("edge_guided", head=head, widths=(8, 12, 16)).eval()
+    x = torch.rand(1, 3, 64, 64) * 0.6 + 0.2
+    with torch.no_grad():
+        assert (model(x) - x).abs().max() < 0.02
+        open_heads(model)
+        y = model(x)
+    hp = x - torch.nn.functional.avg_pool2d(x, 5, 1, 2, count_include_pad=False)
+    hp_y = y - torch.nn.functional.avg_pool2d(y, 5, 1, 2, count_include_pad=False)
+    corr = torch.nn.functional.cosine_similarity(hp.flatten(), hp_y.flatten(), dim=0)
+    assert float(corr) > 0.9
+
+
+def test_edge_guided_haze_head_inverts_the_scattering_model() -> None:
+    """The haze head's coefficients are the exact inverse of I = J t + A (1 - t)."""
+    from qt_train.models.edge_guided import HEADS
+
+    j = torch.rand(1, 3, 8, 8)
+    z = torch.randn(1, 1, 8, 8)
+    g = torch.randn(1, 3, 1, 1)
+    t = 0.1 + 0.9 * torch.sigmoid(z + 4.0)
+    airlight = torch.sigmoid(g + 1.0)
+    hazy = j * t + airlight * (1 - t)
+    a, b = HEADS["haze"].coefficients(z, g, 0.1)
+    torch.testing.assert_close(a * hazy + b, j, rtol=1e-4, atol=1e-5)
+
+
+def test_edge_guided_config_validation() -> None:
+    from qt_train.models import EdgeGuidedConfig
+
+    for bad in ({"head": "fog"}, {"scale": 3}, {"t_min": 0.0}, {"gf_eps": 0.0}, {"detail_width": -1}):
+        with pytest.raises(ValueError):
+            EdgeGuidedConfig(**bad)
+    assert build_backbone("edge_guided", scale=4).pad_multiple == 32

@@ -17,11 +17,15 @@ ASSET = niqe_fit.Path(niqe_fit.__file__).parent / "assets" / "niqe_pristine.mat"
 
 
 
-@pytest.fixture(scope="module")
-def niqe_metric():
+def pyiqa_niqe(path):
     import pyiqa
 
-    return pyiqa.create_metric("niqe", device="cpu", pretrained_model_path=str(ASSET))
+    return pyiqa.create_metric("niqe", device="cpu", pretrained_model_path=str(path))
+
+
+@pytest.fixture(scope="module")
+def niqe_metric():
+    return pyiqa_niqe(ASSET)
 
 
 def _t(img: np.ndarray) -> torch.Tensor:
@@ -129,5 +133,17 @@ def test_refit_reproduces_shipped_asset(tmp_path):
     assert niqe_fit.main(["--out", str(out)]) == 0
     mu_new, cov_new = niqe_fit.load_pristine(out)
     mu, cov = niqe_fit.load_pristine(ASSET)
-    np.testing.assert_allclose(mu_new, mu, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(cov_new, cov, rtol=1e-6, atol=1e-9)
+    # Not bit-identical across CPUs: torch's float reductions run in another order with AVX2 than
+    # with AVX-512, and the fit has two discrete steps that turn a last-bit difference into a jump:
+    # each patch's AGGD shape is the argmin over a 0.001 grid (pyiqa's estimate_aggd_param), and the
+    # left/right split counts near-zero coefficients by sign. One flipped grid point on every patch
+    # moves a shape feature of mu by at most one step, 0.001; the refit on an AVX2-only CPU
+    # measured 1.5e-4 relative. So: mu within one grid step, cov within 1e-3 of its scale, and the
+    # quantity that matters, NIQE of held-out photos, within 1e-3 relative.
+    np.testing.assert_allclose(mu_new, mu, rtol=0, atol=1e-3)
+    assert np.abs(cov_new - cov).max() <= 1e-3 * np.abs(cov).max()
+    for photo in HELD_OUT_PHOTOS:
+        x = _t(package_photo(photo))
+        refit = pyiqa_niqe(out)(x)
+        shipped = pyiqa_niqe(ASSET)(x)
+        assert float(refit) == pytest.approx(float(shipped), rel=1e-3)

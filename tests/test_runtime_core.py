@@ -15,7 +15,13 @@ from qt_runtime.artifact import METADATA_KEY, mirror_into_onnx, read_mirrored_ma
 from qt_runtime.backends import BACKENDS, BackendUnavailableError, InputError, default_backend
 from qt_runtime.manifest import Manifest, hash_files, sha256_file
 from qt_runtime.tiling import axis_starts, fit_to_input, restore_from_input, tile_infer
-from tests.runtime_models import make_onnx_artifact, make_onnx_model, reference_forward
+from tests.runtime_models import (
+    ACT_SCALE,
+    conv_weights,
+    make_onnx_artifact,
+    make_onnx_model,
+    reference_forward,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -182,8 +188,20 @@ def test_backend_matches_numpy_reference(arts, key, backend):
     with open_backend(load_artifact(arts[key]), backend) as be:
         y = be.infer(x)
         assert be.describe()["backend"] == backend
-    tol = 1e-5 if key != "qdq" else 2e-3  # Q/DQ rounding may differ by one step at ties
-    np.testing.assert_allclose(y, reference_forward(x, qdq=key == "qdq"), atol=tol)
+    ref = reference_forward(x, qdq=key == "qdq")
+    if key != "qdq":
+        np.testing.assert_allclose(y, ref, atol=1e-5)
+        return
+    # A backend may quantise the input by multiplying with 1/scale (OpenVINO on AVX2 does) where the
+    # reference divides: values within a rounding error of a half step then land one INT8 step
+    # apart. One flipped input moves an output by |w| * step, so the bound is one step times the
+    # L1 norm of an output channel's weights (every input of its window flipped), and such values
+    # must be rare (measured: 5 of 2304 on an AVX2-only CPU, none with AVX-512).
+    w, _ = conv_weights()
+    bound = ACT_SCALE * np.abs(w).reshape(3, -1).sum(1).max() + 1e-5
+    err = np.abs(y - ref)
+    assert err.max() <= bound, (err.max(), bound)
+    assert (err > 1e-5).mean() <= 0.01, (err > 1e-5).mean()
 
 
 @pytest.mark.parametrize("key, backend", [("onnx_q", "onnxruntime"), ("ov_q", "openvino")])

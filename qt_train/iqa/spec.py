@@ -187,10 +187,10 @@ def spec_to_dict(spec: EnsembleSpec) -> dict[str, Any]:
 
 def load_spec(path: str | Path) -> EnsembleSpec:
     """Read an ensemble spec from a YAML file (top level = the spec mapping)."""
-    import yaml
+    from qt_train.config import yaml_load
 
     with open(path) as fh:
-        data = yaml.safe_load(fh)
+        data = yaml_load(fh)
     try:
         return spec_from_dict(data)
     except ValueError as exc:

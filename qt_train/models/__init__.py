@@ -1,12 +1,13 @@
 """Quality-conditioned restoration backbones and their registry.
 
 Public API: ``BACKBONES``, ``build_backbone``, ``backbone_config_class``, the configs
-``EdgeUNetConfig`` / ``NAFNetConfig``, ``load_state_dict_checked`` and the export views
+``EdgeUNetConfig`` / ``EdgeGuidedConfig`` / ``NAFNetConfig``, ``load_state_dict_checked`` and the export views
 ``FoldedQuality`` / ``QualityInput``. See :mod:`.conditioning` for the quality contract.
 """
 
 from .compat import CheckpointMismatchError, arch_of, load_state_dict_checked
 from .conditioning import Quality, QualityConditioned, QualityEmbedding
+from .edge_guided import HEADS, EdgeGuided, EdgeGuidedConfig
 from .edge_unet import EdgeUNet, EdgeUNetConfig
 from .nafnet import NAFNet, NAFNetConfig
 from .registry import BACKBONES, DEFAULT_BACKBONE, BackboneEntry, backbone_config_class, build_backbone
@@ -17,9 +18,12 @@ __all__ = [
     "DEFAULT_BACKBONE",
     "BackboneEntry",
     "CheckpointMismatchError",
+    "EdgeGuided",
+    "EdgeGuidedConfig",
     "EdgeUNet",
     "EdgeUNetConfig",
     "FoldedQuality",
+    "HEADS",
     "NAFNet",
     "NAFNetConfig",
     "Quality",

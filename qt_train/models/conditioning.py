@@ -75,12 +75,16 @@ class QualityEmbedding(nn.Module):
 class QualityConditioned(nn.Module):
     """Base of every backbone: owns ``quality_embed`` and resolves ``quality`` / ``bias`` to one bias.
 
-    Subclasses set ``arch`` (the registry name, checked when loading checkpoints) and call
+    Subclasses set ``arch`` (the registry name, checked when loading checkpoints) and
+    ``pad_multiple``, and call
     :meth:`condition` once, adding its result to their lowest-resolution feature.
     """
 
     arch: ClassVar[str] = ""
     quality_embed: QualityEmbedding
+    # Inputs are padded to a multiple of this (the network's total downsampling); exported into the
+    # manifest so the runtime pads the same way. Subclasses set it (class or instance attribute).
+    pad_multiple: int = 1
 
     @property
     def bottleneck_channels(self) -> int:

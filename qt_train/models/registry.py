@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .conditioning import QualityConditioned
+from .edge_guided import EdgeGuided, EdgeGuidedConfig
 from .edge_unet import EdgeUNet, EdgeUNetConfig
 from .nafnet import NAFNet, NAFNetConfig
 
@@ -23,6 +24,7 @@ class BackboneEntry:
 
 BACKBONES: dict[str, BackboneEntry] = {
     "edge_unet": BackboneEntry(EdgeUNet, EdgeUNetConfig),
+    "edge_guided": BackboneEntry(EdgeGuided, EdgeGuidedConfig),
     "nafnet": BackboneEntry(NAFNet, NAFNetConfig),
 }
 

@@ -1,0 +1,249 @@
+"""EdgeGuided: a small network that predicts *smooth* maps at low resolution and applies them to the
+full-resolution input, so the input's texture passes through by construction.
+
+Why (measured on real fog, docs/results.md): ``edge_unet`` re-synthesises every output pixel from
+1/4-1/8 features and paints dark, smeared blobs where trees are; a physics-based method only
+estimates a smooth transmission and airlight and inverts the scattering model. Four of the five
+degradations are smooth per-pixel maps of the scene:
+
+- haze:        I = J t + A (1 - t)              ->  J = (I - A) / max(t, t_min) + A
+- underwater:  I_c = J_c t_c + B_c (1 - t_c)    ->  the same, per channel, with a backscatter map B
+- low light:   I = J / g (+ offset)             ->  J = g I + o
+- rain, snow:  a residual layer R at full resolution (J = I - R), plus a veil for snow.
+
+So the output is always a per-pixel affine map of the input, ``J = a * I + b``, with ``a, b``
+computed from the head's physical parameters (``HEADS``). Those parameters are predicted by an
+``edge_unet``-style trunk on an area-downsampled copy of the input (1/``scale``), then refined and
+upsampled edge-aware with a fast guided filter (He et al. 2013; Wu et al. 2018): at low resolution
+each map is refit locally as a linear function of a learned grey guide, and the refit coefficients
+are upsampled bilinearly and applied to the full-resolution guide, so a jump in transmission
+follows the input's edge instead of a 1/``scale`` grid. An optional thin *detail* branch at 1/2
+resolution adds a residual (rain streaks, snowflakes, noise), fed by the trunk's features.
+
+Everything at full resolution is cheap element-wise work (one 1x1 conv for the guide, Resize,
+Mul/Add) plus, when enabled, the detail branch: the trunk costs ~1/scale^2 of ``edge_unet``.
+All heads start at the identity (zero-initialised last convolutions): a fresh model returns its input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import Activation, make_act, pad_to_multiple
+from .conditioning import Quality, QualityConditioned, QualityEmbedding
+from .edge_unet import _blocks, conv3
+
+Head = Literal["haze", "water", "gain", "affine"]
+
+# Luma weights (BT.601) for the guide's initialisation: the guide starts as the grey image.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class EdgeGuidedConfig:
+    """``scale``: the trunk runs on the input area-downsampled by this factor (coefficient maps live
+    there); ``widths``/block counts as in ``EdgeUNetConfig`` but at 1/(2 scale) .. 1/(8 scale);
+    ``head``: the physical parameterisation (``HEADS``); ``t_min``: the transmission floor (He et
+    al.'s 0.1); ``gf_radius`` / ``gf_eps``: the guided filter's window radius (low-res pixels) and
+    regulariser; ``detail_width`` 0 disables the full-resolution residual branch."""
+
+    head: Head = "haze"
+    scale: int = 4
+    widths: tuple[int, int, int] = (16, 32, 64)
+    enc_blocks: tuple[int, int] = (0, 1)
+    mid_blocks: int = 3
+    dec_blocks: tuple[int, int] = (1, 0)
+    act: Activation = "relu"
+    t_min: float = 0.1
+    gf_radius: int = 1
+    gf_eps: float = 1e-3
+    detail_width: int = 0
+    detail_blocks: int = 0
+    levels: int = 8
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head '{self.head}'; valid: {', '.join(sorted(HEADS))}")
+        if self.scale not in (1, 2, 4, 8):
+            raise ValueError(f"scale must be 1, 2, 4 or 8, got {self.scale}")
+        if len(self.widths) != 3 or min(self.widths) < 1:
+            raise ValueError(f"widths must be three positive ints, got {self.widths}")
+        counts = (*self.enc_blocks, self.mid_blocks, *self.dec_blocks, self.detail_blocks)
+        if len(self.enc_blocks) != 2 or len(self.dec_blocks) != 2 or min(counts) < 0:
+            raise ValueError("enc_blocks and dec_blocks take two non-negative ints, mid/detail_blocks one")
+        if not 0.0 < self.t_min < 1.0:
+            raise ValueError(f"t_min must lie in (0, 1), got {self.t_min}")
+        if self.gf_radius < 0 or self.gf_eps <= 0:
+            raise ValueError("gf_radius must be >= 0 and gf_eps > 0")
+        if self.detail_width < 0:
+            raise ValueError(f"detail_width must be >= 0, got {self.detail_width}")
+
+
+# --------------------------------------------------------------------------- physical heads
+# Each head: the number of spatial maps it predicts, whether it also predicts a global colour
+# (pooled over the image), and a pure function (maps, global) -> (a, b) with J = a * I + b.
+# At zero input every head returns (close to) the identity a = 1, b = 0.
+
+
+def _haze(maps: torch.Tensor, glob: torch.Tensor | None, t_min: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One transmission map, one global airlight: J = (I - A) / t + A."""
+    t = t_min + (1.0 - t_min) * torch.sigmoid(maps[:, :1] + 4.0)
+    airlight = torch.sigmoid(glob + 1.0)
+    a = 1.0 / t
+    return a, airlight * (1.0 - a)
+
+
+def _water(maps: torch.Tensor, glob: torch.Tensor | None, t_min: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel transmission and a backscatter map: J_c = (I_c - B_c (1 - t_c)) / t_c."""
+    t = t_min + (1.0 - t_min) * torch.sigmoid(maps[:, :3] + 4.0)
+    backscatter = torch.sigmoid(maps[:, 3:6])
+    a = 1.0 / t
+    return a, backscatter * (1.0 - a)
+
+
+def _gain(maps: torch.Tensor, glob: torch.Tensor | None, t_min: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel gain (up to 1 / t_min, down to 1/4) and a small offset: J = g I + o."""
+    g = torch.exp(maps[:, :3].clamp(-math.log(4.0), math.log(1.0 / t_min)))
+    return g, 0.1 * torch.tanh(maps[:, 3:6])
+
+
+def _affine(maps: torch.Tensor, glob: torch.Tensor | None, t_min: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A bounded generic per-channel affine map (rain: the veil; the streaks are the detail branch's)."""
+    return torch.exp(0.7 * torch.tanh(maps[:, :3])), 0.3 * torch.tanh(maps[:, 3:6])
+
+
+@dataclass(frozen=True)
+class HeadEntry:
+    maps: int
+    global_colour: bool
+    coefficients: Callable[[torch.Tensor, torch.Tensor | None, float], tuple[torch.Tensor, torch.Tensor]]
+
+
+HEADS: dict[str, HeadEntry] = {
+    "haze": HeadEntry(1, True, _haze),
+    "water": HeadEntry(6, False, _water),
+    "gain": HeadEntry(6, False, _gain),
+    "affine": HeadEntry(6, False, _affine),
+}
+
+
+# --------------------------------------------------------------------------- guided upsampling
+def box(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over a (2r+1)^2 window, renormalised at the borders (exports as one AveragePool)."""
+    if radius == 0:
+        return x
+    return F.avg_pool2d(x, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
+
+
+def guided_upsample(
+    guide_lo: torch.Tensor, maps_lo: torch.Tensor, guide_hi: torch.Tensor, radius: int, eps: float
+) -> torch.Tensor:
+    """Fast guided filter: fit ``maps_lo ~ A * guide_lo + B`` in local windows at low resolution,
+    upsample A and B bilinearly to ``guide_hi``'s size and return ``A * guide_hi + B``.
+
+    Variances are computed from centred differences (not E[x^2] - E[x]^2), which keeps them
+    accurate in float16/bfloat16 and when neighbouring layers run in INT8.
+    """
+    mean_g = box(guide_lo, radius)
+    dg = guide_lo - mean_g
+    var_g = box(dg * dg, radius)
+    mean_m = box(maps_lo, radius)
+    cov = box(dg * (maps_lo - mean_m), radius)
+    coef_a = cov / (var_g + eps)
+    coef_b = mean_m - coef_a * mean_g
+    coef_a, coef_b = box(coef_a, radius), box(coef_b, radius)
+    size = guide_hi.shape[-2:]
+    up_a = F.interpolate(coef_a, size=size, mode="bilinear", align_corners=False)
+    up_b = F.interpolate(coef_b, size=size, mode="bilinear", align_corners=False)
+    return up_a * guide_hi + up_b
+
+
+class EdgeGuided(QualityConditioned):
+    arch = "edge_guided"
+
+    def __init__(self, config: EdgeGuidedConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or EdgeGuidedConfig()
+        self.config = cfg
+        self.pad_multiple = 8 * cfg.scale
+        head = HEADS[cfg.head]
+        self._coefficients = head.coefficients
+        c1, c2, c3 = cfg.widths
+        # The trunk: edge_unet's encoder-decoder on the 1/scale image, ending at 1/(2 scale).
+        self.stem = nn.Sequential(nn.PixelUnshuffle(2), conv3(12, c1), make_act(cfg.act))
+        self.enc1 = _blocks(cfg.enc_blocks[0], c1, cfg.act)
+        self.down2 = nn.Sequential(conv3(c1, c2, stride=2), make_act(cfg.act))
+        self.enc2 = _blocks(cfg.enc_blocks[1], c2, cfg.act)
+        self.down3 = nn.Sequential(conv3(c2, c3, stride=2), make_act(cfg.act))
+        self.quality_embed = QualityEmbedding(cfg.levels, c3)
+        self.mid = _blocks(cfg.mid_blocks, c3, cfg.act)
+        self.up2 = nn.Sequential(nn.Conv2d(c3, 4 * c2, 1), nn.PixelShuffle(2))
+        self.dec2 = _blocks(cfg.dec_blocks[0], c2, cfg.act)
+        self.up1 = nn.Sequential(nn.Conv2d(c2, 4 * c1, 1), nn.PixelShuffle(2))
+        self.dec1 = _blocks(cfg.dec_blocks[1], c1, cfg.act)
+        # Parameter maps at 1/scale; zero-initialised so that the model starts at the identity.
+        self.maps = nn.Sequential(make_act(cfg.act), conv3(c1, 4 * head.maps), nn.PixelShuffle(2))
+        nn.init.zeros_(self.maps[1].weight)
+        nn.init.zeros_(self.maps[1].bias)
+        self.colour = None
+        if head.global_colour:
+            self.colour = nn.Conv2d(c3, 3, 1)
+            nn.init.zeros_(self.colour.weight)
+            nn.init.zeros_(self.colour.bias)
+        # The learned guide: a 1x1 conv of the input, initialised to luma.
+        self.guide = nn.Conv2d(3, 1, 1)
+        with torch.no_grad():
+            self.guide.weight.copy_(torch.tensor(_LUMA).reshape(1, 3, 1, 1))
+            self.guide.bias.zero_()
+        self.detail = None
+        if cfg.detail_width:
+            w = cfg.detail_width
+            self.detail_context = nn.Conv2d(c1, w, 1)
+            self.detail_in = nn.Sequential(nn.PixelUnshuffle(2), conv3(12, w))
+            self.detail = nn.Sequential(
+                make_act(cfg.act), _blocks(cfg.detail_blocks, w, cfg.act), conv3(w, 12), nn.PixelShuffle(2)
+            )
+            nn.init.zeros_(self.detail[2].weight)
+            nn.init.zeros_(self.detail[2].bias)
+
+    def _trunk(self, x_lo: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        f1 = self.enc1(self.stem(x_lo))
+        f2 = self.enc2(self.down2(f1))
+        f3 = self.down3(f2)
+        if cond is not None:
+            f3 = f3 + cond.to(f3.dtype)
+        f3 = self.mid(f3)
+        u2 = self.dec2(self.up2(f3) + f2)
+        return self.dec1(self.up1(u2) + f1), f3
+
+    def forward(
+        self, x: torch.Tensor, quality: Quality = None, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Restore ``x`` (N, 3, H, W) in [0, 1]; ``quality`` or a precomputed ``bias`` conditions it."""
+        cfg = self.config
+        cond = self.condition(quality, bias, x.shape[0])
+        h, w = x.shape[-2], x.shape[-1]
+        xp = pad_to_multiple(x, self.pad_multiple)
+        x_lo = F.avg_pool2d(xp, cfg.scale) if cfg.scale > 1 else xp
+        feat, bottleneck = self._trunk(x_lo, cond)
+        maps = self.maps(feat)
+        guide_hi = self.guide(xp)
+        guide_lo = self.guide(x_lo)  # = avg_pool(guide_hi): a 1x1 conv commutes with the pooling
+        maps_hi = guided_upsample(guide_lo, maps, guide_hi, cfg.gf_radius, cfg.gf_eps)
+        glob = None
+        if self.colour is not None:
+            glob = self.colour(bottleneck.mean(dim=(2, 3), keepdim=True))
+        a, b = self._coefficients(maps_hi, glob, cfg.t_min)
+        y = a * xp + b
+        if self.detail is not None:
+            context = self.detail_context(feat)
+            context = F.interpolate(context, scale_factor=cfg.scale, mode="bilinear", align_corners=False)
+            y = y + self.detail(self.detail_in(y) + context)
+        return y[:, :, :h, :w].clamp(0.0, 1.0)
