@@ -51,13 +51,28 @@ class GateResult:
 
 def run_backend(artifact_dir: str | Path, frames: np.ndarray, quality: float | None = None,
                 backend: str | None = None) -> np.ndarray:
-    """Outputs (N, 3, H, W) of the artifact through ``qt_runtime``, one frame at a time."""
+    """Outputs (N, 3, H, W) of the artifact through ``qt_runtime``, one frame at a time.
+
+    A dynamic artifact gets each frame padded to its ``multiple`` and the output cropped back,
+    exactly as ``qt-run`` fits frames (``qt_runtime.pipeline.fit_frame``), so the gate measures
+    what ships at sizes such as 1920x1080 that are not a multiple of the network's stride.
+    """
     import qt_runtime
+    from qt_runtime.tiling import fit_to_input, restore_from_input
 
     art = qt_runtime.load_artifact(artifact_dir)
     be = qt_runtime.open_backend(art, backend=backend)
+    spec = be.input_spec
+
+    def one(frame: np.ndarray) -> np.ndarray:  # (1, 3, H, W)
+        if spec.size is not None or spec.multiple <= 1:
+            return be.infer(frame, quality=quality)
+        fitted, placement = fit_to_input(frame[0].transpose(1, 2, 0), None, "pad", multiple=spec.multiple)
+        out = be.infer(np.ascontiguousarray(fitted.transpose(2, 0, 1))[None], quality=quality)
+        return restore_from_input(out[0].transpose(1, 2, 0), placement).transpose(2, 0, 1)[None]
+
     try:
-        return np.concatenate([be.infer(frames[i : i + 1], quality=quality) for i in range(len(frames))])
+        return np.concatenate([one(frames[i : i + 1]) for i in range(len(frames))])
     finally:
         be.close()
 

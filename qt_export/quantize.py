@@ -13,7 +13,7 @@ Decisions (measured on edge_unet, see the issue report / bench/export_bench.py):
   frames, cost ~13 dB on a trained edge_unet (PSNR vs FP32 32.1 -> 45.6 dB without it);
   ``--bias-correction`` turns it back on.
 - Layers kept in floating point are named by *role* (``first``/``last`` convolution, the
-  ``residual`` add, the ``clamp``), resolved on the model's own NNCF graph, so the option works
+  ``residual`` add, the ``clamp``, the ``guided`` element-wise maths of edge_guided), resolved on the model's own NNCF graph, so the option works
   for any backbone and for both the torch and the OpenVINO graph.
 - OpenVINO PTQ quantises the converted ``openvino.Model`` with NNCF's OpenVINO backend (its IR
   ran faster than converting the NNCF torch module, 82 vs 66 FPS at 640x360); QAT must train the
@@ -26,8 +26,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-KEEP_FP_ROLES = ("first", "last", "residual", "clamp")
+KEEP_FP_ROLES = ("first", "last", "residual", "clamp", "guided")
 CONV_TYPES = ("conv2d", "Convolution")
+# The element-wise maths of edge_guided's guided filter and physical heads (OpenVINO and NNCF-torch
+# type names): variances and 1/t amplify any INT8 step, and on a CPU these ops are memory-bound, so
+# INT8 buys nothing there (measured: AvgPool in i8 was slower than in f32).
+GUIDED_TYPES = ("AvgPool", "Interpolate", "Multiply", "Divide", "Subtract", "Sigmoid", "Exp", "Tanh", "ReduceMean",
+                "GroupConvolution", "Power", "avg_pool2d", "interpolate", "mul", "div", "sub", "sigmoid", "exp",
+                "tanh", "mean")
 ADD_TYPES = ("add", "Add")
 CLAMP_TYPES = ("clamp", "Clamp")
 
@@ -98,6 +104,7 @@ def role_nodes(nodes: Sequence[tuple[str, str]], roles: Sequence[str]) -> list[s
         "last": convs[-1:],
         "residual": adds[-1:],
         "clamp": clamps[-1:],
+        "guided": [n for n, t in nodes if t in GUIDED_TYPES],
     }
     names: list[str] = []
     for role in roles:

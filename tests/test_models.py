@@ -259,13 +259,14 @@ def test_default_nafnet_forward() -> None:
 # ----------------------------------------------------------------------------- edge_guided
 @pytest.mark.parametrize("head", ["haze", "water", "gain", "affine"])
 def test_edge_guided_starts_near_identity_and_keeps_texture(head: str) -> None:
-    """A fresh model returns (almost) its input; with heads opened, fine texture of the input
-    survives in the output: the maps are smooth, the detail is the input's."""
+    """A fresh model returns its input (gain, affine) or a mild, smooth inversion (haze, water);
+    with heads opened, fine texture of the input survives: the maps are smooth, the detail is the
+    input's."""
     torch.manual_seed(0)
     model = build_backbone("edge_guided", head=head, widths=(8, 12, 16)).eval()
     x = torch.rand(1, 3, 64, 64) * 0.6 + 0.2
     with torch.no_grad():
-        assert (model(x) - x).abs().max() < 0.02
+        assert (model(x) - x).abs().max() < (0.15 if head in ("haze", "water") else 1e-6)
         open_heads(model)
         y = model(x)
     hp = x - torch.nn.functional.avg_pool2d(x, 5, 1, 2, count_include_pad=False)
@@ -281,7 +282,7 @@ def test_edge_guided_haze_head_inverts_the_scattering_model() -> None:
     j = torch.rand(1, 3, 8, 8)
     z = torch.randn(1, 1, 8, 8)
     g = torch.randn(1, 3, 1, 1)
-    t = 0.1 + 0.9 * torch.sigmoid(z + 4.0)
+    t = 0.1 + 0.9 * torch.sigmoid(z + 2.0)
     airlight = torch.sigmoid(g + 1.0)
     hazy = j * t + airlight * (1 - t)
     a, b = HEADS["haze"].coefficients(z, g, 0.1)
@@ -295,3 +296,12 @@ def test_edge_guided_config_validation() -> None:
         with pytest.raises(ValueError):
             EdgeGuidedConfig(**bad)
     assert build_backbone("edge_guided", scale=4).pad_multiple == 32
+
+
+def test_upsample2x_is_bilinear() -> None:
+    from qt_train.models.edge_guided import Upsample2x
+
+    x = torch.rand(2, 5, 7, 9)
+    want = torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(Upsample2x(5)(x), want, rtol=0, atol=1e-6)
+    assert "weight" not in Upsample2x(5).state_dict()  # a fixed kernel, not carried by checkpoints

@@ -22,7 +22,8 @@ resolution adds a residual (rain streaks, snowflakes, noise), fed by the trunk's
 
 Everything at full resolution is cheap element-wise work (one 1x1 conv for the guide, Resize,
 Mul/Add) plus, when enabled, the detail branch: the trunk costs ~1/scale^2 of ``edge_unet``.
-All heads start at the identity (zero-initialised last convolutions): a fresh model returns its input.
+The last convolutions are zero-initialised: a fresh model returns its input (gain, affine) or a
+mild haze inversion (haze, water).
 """
 
 from __future__ import annotations
@@ -55,7 +56,10 @@ class EdgeGuidedConfig:
     regulariser; ``detail_width`` 0 disables the full-resolution residual branch."""
 
     head: Head = "haze"
-    scale: int = 4
+    # 2, not 4: at 4 the trunk's bottleneck is 1/32, a 4x4 grid on 128-px training patches where
+    # every position touches the zero padding; such a model restored 128-px crops (21.8 dB) but
+    # failed on 256-px images (7.3 dB). At 2 it is 8x8 and stable from 128 to 512 px.
+    scale: int = 2
     widths: tuple[int, int, int] = (16, 32, 64)
     enc_blocks: tuple[int, int] = (0, 1)
     mid_blocks: int = 3
@@ -89,12 +93,16 @@ class EdgeGuidedConfig:
 # --------------------------------------------------------------------------- physical heads
 # Each head: the number of spatial maps it predicts, whether it also predicts a global colour
 # (pooled over the image), and a pure function (maps, global) -> (a, b) with J = a * I + b.
-# At zero input every head returns (close to) the identity a = 1, b = 0.
+# At zero input the gain and affine heads return the identity a = 1, b = 0; the scattering heads a
+# mild inversion (t = 0.89): the sigmoid must not start saturated. With t = 0.98 at init (offset 4)
+# its gradient was 1/6 of this and dense haze was never learnt in 3000 iterations (outputs far too
+# bright: 15.2 dB held-out against edge_unet's 17.0, worst on the densest images).
+_T_OFFSET = 2.0
 
 
 def _haze(maps: torch.Tensor, glob: torch.Tensor | None, t_min: float) -> tuple[torch.Tensor, torch.Tensor]:
     """One transmission map, one global airlight: J = (I - A) / t + A."""
-    t = t_min + (1.0 - t_min) * torch.sigmoid(maps[:, :1] + 4.0)
+    t = t_min + (1.0 - t_min) * torch.sigmoid(maps[:, :1] + _T_OFFSET)
     airlight = torch.sigmoid(glob + 1.0)
     a = 1.0 / t
     return a, airlight * (1.0 - a)
@@ -102,7 +110,7 @@ def _haze(maps: torch.Tensor, glob: torch.Tensor | None, t_min: float) -> tuple[
 
 def _water(maps: torch.Tensor, glob: torch.Tensor | None, t_min: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel transmission and a backscatter map: J_c = (I_c - B_c (1 - t_c)) / t_c."""
-    t = t_min + (1.0 - t_min) * torch.sigmoid(maps[:, :3] + 4.0)
+    t = t_min + (1.0 - t_min) * torch.sigmoid(maps[:, :3] + _T_OFFSET)
     backscatter = torch.sigmoid(maps[:, 3:6])
     a = 1.0 / t
     return a, backscatter * (1.0 - a)
@@ -143,13 +151,15 @@ def box(x: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 def guided_upsample(
-    guide_lo: torch.Tensor, maps_lo: torch.Tensor, guide_hi: torch.Tensor, radius: int, eps: float
+    guide_lo: torch.Tensor, maps_lo: torch.Tensor, guide_hi: torch.Tensor, radius: int, eps: float,
+    upsample: nn.Module,
 ) -> torch.Tensor:
     """Fast guided filter: fit ``maps_lo ~ A * guide_lo + B`` in local windows at low resolution,
     upsample A and B bilinearly to ``guide_hi``'s size and return ``A * guide_hi + B``.
 
     Variances are computed from centred differences (not E[x^2] - E[x]^2), which keeps them
-    accurate in float16/bfloat16 and when neighbouring layers run in INT8.
+    accurate in float16/bfloat16 and when neighbouring layers run in INT8. ``upsample`` doubles
+    the resolution of A and of B; it is applied until ``guide_hi``'s size is reached.
     """
     mean_g = box(guide_lo, radius)
     dg = guide_lo - mean_g
@@ -159,10 +169,35 @@ def guided_upsample(
     coef_a = cov / (var_g + eps)
     coef_b = mean_m - coef_a * mean_g
     coef_a, coef_b = box(coef_a, radius), box(coef_b, radius)
-    size = guide_hi.shape[-2:]
-    up_a = F.interpolate(coef_a, size=size, mode="bilinear", align_corners=False)
-    up_b = F.interpolate(coef_b, size=size, mode="bilinear", align_corners=False)
-    return up_a * guide_hi + up_b
+    while coef_a.shape[-1] < guide_hi.shape[-1]:  # A and B apart: a split at full resolution cost 10 ms
+        coef_a, coef_b = upsample(coef_a), upsample(coef_b)
+    return coef_a * guide_hi + coef_b
+
+
+def _bilinear2x_weight(channels: int) -> torch.Tensor:
+    """(4C, 1, 3, 3) kernels of the four output phases of a x2 bilinear upsampling (half-pixel
+    centres): phase 0 takes 1/4 of the previous and 3/4 of the current pixel, phase 1 3/4 of the
+    current and 1/4 of the next, per axis."""
+    taps = torch.tensor([[0.25, 0.75, 0.0], [0.0, 0.75, 0.25]])
+    phases = torch.stack([torch.outer(taps[i], taps[j]) for i in range(2) for j in range(2)])  # (4, 3, 3)
+    return phases.repeat(channels, 1, 1).unsqueeze(1)
+
+
+class Upsample2x(nn.Module):
+    """Bilinear x2 upsampling (= ``F.interpolate(scale_factor=2, mode="bilinear")``) written as an
+    edge pad, a fixed depthwise 3x3 convolution to four phases and a pixel shuffle. Why: OpenVINO's
+    CPU Interpolate on few-channel full-resolution maps was the largest layer of the exported model
+    (40 ms at 1280x720), while convolutions and DepthToSpace are among its fastest kernels. The
+    kernel is a fixed, non-persistent buffer (not a weight: checkpoints do not carry it)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.register_buffer("weight", _bilinear2x_weight(channels), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.to(x.dtype)
+        return F.pixel_shuffle(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), w, groups=self.channels), 2)
 
 
 class EdgeGuided(QualityConditioned):
@@ -192,6 +227,7 @@ class EdgeGuided(QualityConditioned):
         self.maps = nn.Sequential(make_act(cfg.act), conv3(c1, 4 * head.maps), nn.PixelShuffle(2))
         nn.init.zeros_(self.maps[1].weight)
         nn.init.zeros_(self.maps[1].bias)
+        self.upsample_coef = Upsample2x(head.maps)
         self.colour = None
         if head.global_colour:
             self.colour = nn.Conv2d(c3, 3, 1)
@@ -207,6 +243,7 @@ class EdgeGuided(QualityConditioned):
             w = cfg.detail_width
             self.detail_context = nn.Conv2d(c1, w, 1)
             self.detail_in = nn.Sequential(nn.PixelUnshuffle(2), conv3(12, w))
+            self.upsample_context = Upsample2x(w)
             self.detail = nn.Sequential(
                 make_act(cfg.act), _blocks(cfg.detail_blocks, w, cfg.act), conv3(w, 12), nn.PixelShuffle(2)
             )
@@ -236,7 +273,7 @@ class EdgeGuided(QualityConditioned):
         maps = self.maps(feat)
         guide_hi = self.guide(xp)
         guide_lo = self.guide(x_lo)  # = avg_pool(guide_hi): a 1x1 conv commutes with the pooling
-        maps_hi = guided_upsample(guide_lo, maps, guide_hi, cfg.gf_radius, cfg.gf_eps)
+        maps_hi = guided_upsample(guide_lo, maps, guide_hi, cfg.gf_radius, cfg.gf_eps, self.upsample_coef)
         glob = None
         if self.colour is not None:
             glob = self.colour(bottleneck.mean(dim=(2, 3), keepdim=True))
@@ -244,6 +281,7 @@ class EdgeGuided(QualityConditioned):
         y = a * xp + b
         if self.detail is not None:
             context = self.detail_context(feat)
-            context = F.interpolate(context, scale_factor=cfg.scale, mode="bilinear", align_corners=False)
+            for _ in range(cfg.scale.bit_length() - 1):  # log2(scale) x2 stages
+                context = self.upsample_context(context)
             y = y + self.detail(self.detail_in(y) + context)
         return y[:, :, :h, :w].clamp(0.0, 1.0)
