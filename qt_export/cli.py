@@ -14,6 +14,7 @@ nothing written) unless the artifact, run through qt_runtime, stays within --min
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,6 +97,9 @@ def _body(argv: Sequence[str] | None) -> int:
 
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     opts = options_from_args(args)
+    # NNCF compiles its torch extension on first use and gives up after 60 s; on a busy 2-core
+    # machine the build takes longer (seen: the export test timed out while training ran).
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
     run_export(opts, log=lambda msg: print(f"{PROG}: {msg}", file=sys.stderr))
     return 0
 
