@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import Activation, make_act, pad_to_multiple
-from .conditioning import Quality, QualityConditioned, QualityEmbedding
-from .edge_unet import _blocks, conv3
+from .conditioning import Quality, QualityConditioned
+from .edge_unet import _blocks, add_trunk, conv3, run_trunk
 
 Head = Literal["haze", "water", "gain", "affine"]
 
@@ -152,14 +152,14 @@ def box(x: torch.Tensor, radius: int) -> torch.Tensor:
 
 def guided_upsample(
     guide_lo: torch.Tensor, maps_lo: torch.Tensor, guide_hi: torch.Tensor, radius: int, eps: float,
-    upsample: nn.Module,
+    upsample: nn.Module, stages: int,
 ) -> torch.Tensor:
     """Fast guided filter: fit ``maps_lo ~ A * guide_lo + B`` in local windows at low resolution,
     upsample A and B bilinearly to ``guide_hi``'s size and return ``A * guide_hi + B``.
 
     Variances are computed from centred differences (not E[x^2] - E[x]^2), which keeps them
     accurate in float16/bfloat16 and when neighbouring layers run in INT8. ``upsample`` doubles
-    the resolution of A and of B; it is applied until ``guide_hi``'s size is reached.
+    the resolution of A and of B; ``stages`` times (log2 of the scale: fixed, so a traced graph is right).
     """
     mean_g = box(guide_lo, radius)
     dg = guide_lo - mean_g
@@ -169,7 +169,7 @@ def guided_upsample(
     coef_a = cov / (var_g + eps)
     coef_b = mean_m - coef_a * mean_g
     coef_a, coef_b = box(coef_a, radius), box(coef_b, radius)
-    while coef_a.shape[-1] < guide_hi.shape[-1]:  # A and B apart: a split at full resolution cost 10 ms
+    for _ in range(stages):  # A and B apart: a split at full resolution cost 10 ms
         coef_a, coef_b = upsample(coef_a), upsample(coef_b)
     return coef_a * guide_hi + coef_b
 
@@ -210,19 +210,9 @@ class EdgeGuided(QualityConditioned):
         self.pad_multiple = 8 * cfg.scale
         head = HEADS[cfg.head]
         self._coefficients = head.coefficients
-        c1, c2, c3 = cfg.widths
         # The trunk: edge_unet's encoder-decoder on the 1/scale image, ending at 1/(2 scale).
-        self.stem = nn.Sequential(nn.PixelUnshuffle(2), conv3(12, c1), make_act(cfg.act))
-        self.enc1 = _blocks(cfg.enc_blocks[0], c1, cfg.act)
-        self.down2 = nn.Sequential(conv3(c1, c2, stride=2), make_act(cfg.act))
-        self.enc2 = _blocks(cfg.enc_blocks[1], c2, cfg.act)
-        self.down3 = nn.Sequential(conv3(c2, c3, stride=2), make_act(cfg.act))
-        self.quality_embed = QualityEmbedding(cfg.levels, c3)
-        self.mid = _blocks(cfg.mid_blocks, c3, cfg.act)
-        self.up2 = nn.Sequential(nn.Conv2d(c3, 4 * c2, 1), nn.PixelShuffle(2))
-        self.dec2 = _blocks(cfg.dec_blocks[0], c2, cfg.act)
-        self.up1 = nn.Sequential(nn.Conv2d(c2, 4 * c1, 1), nn.PixelShuffle(2))
-        self.dec1 = _blocks(cfg.dec_blocks[1], c1, cfg.act)
+        add_trunk(self, 12, cfg.widths, cfg.enc_blocks, cfg.mid_blocks, cfg.dec_blocks, cfg.act, cfg.levels)
+        c1, c3 = cfg.widths[0], cfg.widths[2]
         # Parameter maps at 1/scale; zero-initialised so that the model starts at the identity.
         self.maps = nn.Sequential(make_act(cfg.act), conv3(c1, 4 * head.maps), nn.PixelShuffle(2))
         nn.init.zeros_(self.maps[1].weight)
@@ -250,16 +240,6 @@ class EdgeGuided(QualityConditioned):
             nn.init.zeros_(self.detail[2].weight)
             nn.init.zeros_(self.detail[2].bias)
 
-    def _trunk(self, x_lo: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        f1 = self.enc1(self.stem(x_lo))
-        f2 = self.enc2(self.down2(f1))
-        f3 = self.down3(f2)
-        if cond is not None:
-            f3 = f3 + cond.to(f3.dtype)
-        f3 = self.mid(f3)
-        u2 = self.dec2(self.up2(f3) + f2)
-        return self.dec1(self.up1(u2) + f1), f3
-
     def forward(
         self, x: torch.Tensor, quality: Quality = None, bias: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -269,11 +249,12 @@ class EdgeGuided(QualityConditioned):
         h, w = x.shape[-2], x.shape[-1]
         xp = pad_to_multiple(x, self.pad_multiple)
         x_lo = F.avg_pool2d(xp, cfg.scale) if cfg.scale > 1 else xp
-        feat, bottleneck = self._trunk(x_lo, cond)
+        feat, bottleneck = run_trunk(self, x_lo, cond)
         maps = self.maps(feat)
         guide_hi = self.guide(xp)
         guide_lo = self.guide(x_lo)  # = avg_pool(guide_hi): a 1x1 conv commutes with the pooling
-        maps_hi = guided_upsample(guide_lo, maps, guide_hi, cfg.gf_radius, cfg.gf_eps, self.upsample_coef)
+        stages = cfg.scale.bit_length() - 1  # log2(scale)
+        maps_hi = guided_upsample(guide_lo, maps, guide_hi, cfg.gf_radius, cfg.gf_eps, self.upsample_coef, stages)
         glob = None
         if self.colour is not None:
             glob = self.colour(bottleneck.mean(dim=(2, 3), keepdim=True))
@@ -281,7 +262,7 @@ class EdgeGuided(QualityConditioned):
         y = a * xp + b
         if self.detail is not None:
             context = self.detail_context(feat)
-            for _ in range(cfg.scale.bit_length() - 1):  # log2(scale) x2 stages
+            for _ in range(stages):
                 context = self.upsample_context(context)
             y = y + self.detail(self.detail_in(y) + context)
         return y[:, :, :h, :w].clamp(0.0, 1.0)

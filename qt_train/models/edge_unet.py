@@ -69,6 +69,40 @@ def _blocks(n: int, c: int, act: Activation) -> nn.Sequential:
     return nn.Sequential(*[ResBlock(c, act) for _ in range(n)])
 
 
+def add_trunk(
+    m: nn.Module, in_channels: int, widths: tuple[int, int, int], enc_blocks: tuple[int, int], mid_blocks: int,
+    dec_blocks: tuple[int, int], act: Activation, levels: int,
+) -> None:
+    """Give ``m`` the encoder-decoder both edge backbones share (pixel-unshuffle stem to 1/2,
+    strided convs to 1/4 and 1/8, the quality embedding, residual blocks, pixel-shuffle decoder
+    with additive skips), as attributes, so checkpoints keep the same keys in both."""
+    c1, c2, c3 = widths
+    m.stem = nn.Sequential(nn.PixelUnshuffle(2), conv3(in_channels, c1), make_act(act))
+    m.enc1 = _blocks(enc_blocks[0], c1, act)
+    m.down2 = nn.Sequential(conv3(c1, c2, stride=2), make_act(act))
+    m.enc2 = _blocks(enc_blocks[1], c2, act)
+    m.down3 = nn.Sequential(conv3(c2, c3, stride=2), make_act(act))
+    m.quality_embed = QualityEmbedding(levels, c3)
+    m.mid = _blocks(mid_blocks, c3, act)
+    m.up2 = nn.Sequential(nn.Conv2d(c3, 4 * c2, 1), nn.PixelShuffle(2))
+    m.dec2 = _blocks(dec_blocks[0], c2, act)
+    m.up1 = nn.Sequential(nn.Conv2d(c2, 4 * c1, 1), nn.PixelShuffle(2))
+    m.dec1 = _blocks(dec_blocks[1], c1, act)
+
+
+def run_trunk(m: nn.Module, x: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trunk of :func:`add_trunk` on ``x``: (features at 1/2, bottleneck at 1/8); ``cond`` is
+    the quality bias added right after the last downsampling."""
+    f1 = m.enc1(m.stem(x))
+    f2 = m.enc2(m.down2(f1))
+    f3 = m.down3(f2)
+    if cond is not None:
+        f3 = f3 + cond.to(f3.dtype)
+    f3 = m.mid(f3)
+    u2 = m.dec2(m.up2(f3) + f2)
+    return m.dec1(m.up1(u2) + f1), f3
+
+
 class EdgeUNet(QualityConditioned):
     arch = "edge_unet"
     pad_multiple = 8
@@ -77,19 +111,10 @@ class EdgeUNet(QualityConditioned):
         super().__init__()
         cfg = config or EdgeUNetConfig()
         self.config = cfg
-        c1, c2, c3 = cfg.widths
+        add_trunk(self, 4 * cfg.in_channels, cfg.widths, cfg.enc_blocks, cfg.mid_blocks, cfg.dec_blocks,
+                  cfg.act, cfg.levels)
+        c1 = cfg.widths[0]
         cin = cfg.in_channels
-        self.stem = nn.Sequential(nn.PixelUnshuffle(2), conv3(4 * cin, c1), make_act(cfg.act))
-        self.enc1 = _blocks(cfg.enc_blocks[0], c1, cfg.act)
-        self.down2 = nn.Sequential(conv3(c1, c2, stride=2), make_act(cfg.act))
-        self.enc2 = _blocks(cfg.enc_blocks[1], c2, cfg.act)
-        self.down3 = nn.Sequential(conv3(c2, c3, stride=2), make_act(cfg.act))
-        self.quality_embed = QualityEmbedding(cfg.levels, c3)
-        self.mid = _blocks(cfg.mid_blocks, c3, cfg.act)
-        self.up2 = nn.Sequential(nn.Conv2d(c3, 4 * c2, 1), nn.PixelShuffle(2))
-        self.dec2 = _blocks(cfg.dec_blocks[0], c2, cfg.act)
-        self.up1 = nn.Sequential(nn.Conv2d(c2, 4 * c1, 1), nn.PixelShuffle(2))
-        self.dec1 = _blocks(cfg.dec_blocks[1], c1, cfg.act)
         self.tail = nn.Sequential(make_act(cfg.act), conv3(c1, 4 * cin), nn.PixelShuffle(2))
 
     def forward(
@@ -99,13 +124,6 @@ class EdgeUNet(QualityConditioned):
         cond = self.condition(quality, bias, x.shape[0])
         h, w = x.shape[-2], x.shape[-1]
         xp = pad_to_multiple(x, self.pad_multiple)
-        f1 = self.enc1(self.stem(xp))
-        f2 = self.enc2(self.down2(f1))
-        f3 = self.down3(f2)
-        if cond is not None:
-            f3 = f3 + cond.to(f3.dtype)
-        f3 = self.mid(f3)
-        u2 = self.dec2(self.up2(f3) + f2)
-        u1 = self.dec1(self.up1(u2) + f1)
+        u1, _ = run_trunk(self, xp, cond)
         y = xp + self.tail(u1)
         return y[:, :, :h, :w].clamp(0.0, 1.0)
