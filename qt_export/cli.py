@@ -39,6 +39,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     from .export import DEFAULT_KEEP_FP
+    from .quantize import KEEP_FP_ROLES
 
     p = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path, help="a .ckpt written by qt-train (EMA weights are exported)")
@@ -59,9 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, help="cache selected calibration frames here")
     p.add_argument("--size", type=parse_size, default=(360, 640),
                    help="input WxH (default 640x360); with --dynamic, the size of calibration/gate frames")
-    p.add_argument("--dynamic", action="store_true", help="accept any input size (a multiple of 8)")
+    p.add_argument("--dynamic", action="store_true",
+                   help="accept any input size (qt-run pads frames to the network's multiple)")
     p.add_argument("--keep-fp", default=",".join(DEFAULT_KEEP_FP),
-                   help="INT8: roles kept in floating point: first,last,residual,clamp or none")
+                   help=f"INT8: roles kept in floating point: {','.join(KEEP_FP_ROLES)} or none "
+                        "(edge_guided: add 'guided', its guided-filter maths)")
     p.add_argument("--bias-correction", action="store_true",
                    help="INT8: enable NNCF bias correction (off by default: it lost PSNR in our measurements)")
     p.add_argument("--min-psnr", type=float, default=38.0, help="gate: PSNR(artifact, FP32) in dB")
