@@ -18,10 +18,9 @@ import json
 import sys
 from pathlib import Path
 
+from claim import REAL_DIRS, REPO  # the task -> photo folder table lives with the claim benchmark
 from machine import describe_machine  # bench/machine.py: the CPU and its ISA
 
-REPO = Path(__file__).resolve().parents[1]
-REAL_DIRS = {"dehaze": "hazy", "lowlight": "lowlight", "derain": "rainy", "desnow": "snowy", "underwater": "underwater"}
 ARCHS = ("edge_unet", "edge_guided")
 
 
