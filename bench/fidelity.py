@@ -18,10 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from claim import REPO, run_train  # noqa: E402
-from machine import describe_machine  # noqa: E402
+from claim import REPO, run_train
+from machine import describe_machine  # bench/machine.py: the CPU and its ISA
 
 # The per-task options of each backbone: the one table of what each task's head is.
 TASK_OPTIONS: dict[str, dict[str, dict]] = {
@@ -56,6 +54,8 @@ def evaluate_heldout(ckpt: Path, n: int = 32, size: int = 256) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from qt_train.atomic import atomic_write_text
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["dehaze", "derain", "desnow", "lowlight", "underwater"])
     parser.add_argument("--archs", nargs="+", default=list(TASK_OPTIONS))
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = args.out / task / arch
             ckpt = run_train(task, run_dir, [*common, *arch_overrides(arch, task)])
             metrics = evaluate_heldout(ckpt)
-            (run_dir / "heldout.json").write_text(json.dumps(metrics, indent=1))
+            atomic_write_text(run_dir / "heldout.json", json.dumps(metrics, indent=1))
             print(f"{task} {arch}: {json.dumps(metrics)}", file=sys.stderr, flush=True)
     # The table holds every finished run under --out (other invocations may have added tasks).
     lines = ["| task | backbone | PSNR | SSIM | PSNR-Y | SSIM-Y | input PSNR / SSIM |", "|---|---|---|---|---|---|---|"]

@@ -17,6 +17,7 @@ import os
 import time
 from pathlib import Path
 
+from claim import REPO
 from machine import describe_machine  # bench/machine.py: the CPU and its ISA
 
 SIZES = ((640, 360), (1280, 720), (1920, 1080))
@@ -62,6 +63,7 @@ def fps(xml: Path, w: int, h: int, seconds: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENVINO_TELEMETRY_OPT_OUT", "1")
+    from qt_train.atomic import atomic_write_text
     from qt_train.checkpoint import load_checkpoint, model_from_state
     from qt_train.models.profile import count_macs
 
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ckpt", action="append", type=Path, required=True)
     parser.add_argument("--calib", type=Path, required=True)
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--out", type=Path, default=Path("runs/hd_speed"))
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "hd_speed")
     args = parser.parse_args(argv)
     machine = describe_machine()
     print(machine, flush=True)
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join([machine, "", "| backbone | size | GMAC | OpenVINO FP32 FPS | INT8 FPS | INT8 / FP32 |",
                        "|---|---|---|---|---|---|", *rows])
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "hd_speed.json").write_text(json.dumps({"machine": machine, "results": results}, indent=1))
+    atomic_write_text(args.out / "hd_speed.json", json.dumps({"machine": machine, "results": results}, indent=1))
     print(table)
     return 0
 

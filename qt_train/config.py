@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -30,8 +31,9 @@ class ConfigError(ValueError):
 _FLOAT_RE = r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
 
 
-def yaml_load(text: Any) -> Any:
-    """``yaml.safe_load`` with YAML 1.2 floats (``2e-4`` is a number, not a string)."""
+@functools.cache
+def _loader() -> type:
+    """A SafeLoader subclass with the YAML 1.2 float rule, built once (SafeLoader itself untouched)."""
     import re
 
     import yaml
@@ -41,7 +43,14 @@ def yaml_load(text: Any) -> Any:
 
     Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
     Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(_FLOAT_RE), list("-+0123456789."))
-    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+    return Loader
+
+
+def yaml_load(text: Any) -> Any:
+    """``yaml.safe_load`` with YAML 1.2 floats (``2e-4`` is a number, not a string)."""
+    import yaml
+
+    return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
 
 
 def _closest(key: str, valid: Sequence[str]) -> str:
