@@ -189,7 +189,24 @@ def test_underwater_attenuates_red_most(clean: np.ndarray) -> None:
     lq, records = degrade("underwater", "synthetic", clean, 0, severity=0.5)
     ratio = lq.mean(axis=(1, 2)) / clean.mean(axis=(1, 2))  # (N, 3): R, G, B
     assert (ratio[:, 0] < 0.7 * ratio[:, 2]).all() and (ratio[:, 0] < ratio[:, 1]).all()
-    assert all(r["beta"][0] > r["beta"][1] > r["beta"][2] for r in records)
+    for r in records:  # red always absorbed fastest; coastal water absorbs blue before green
+        r_, g, b = r["beta"]
+        assert r_ > max(g, b) and (b > g if r["green_water"] else g > b)
+
+
+def test_underwater_white_balance_lifts_red_without_overshoot(clean: np.ndarray) -> None:
+    from qt_train.data.degrade.underwater import UnderwaterParams
+
+    def lq(balance: tuple[float, float]) -> np.ndarray:
+        p = UnderwaterParams(white_balance=balance)
+        return degrade("underwater", "synthetic", clean, 3, severity=0.5, params=p)[0]
+
+    def red_over_green(x: np.ndarray) -> np.ndarray:
+        return x[..., 0].mean(axis=(1, 2)) / x[..., 1].mean(axis=(1, 2))
+
+    raw, full = lq((0.0, 0.0)), lq((1.0, 1.0))
+    assert (red_over_green(full) > red_over_green(raw)).all()  # the camera lifts the absorbed red ...
+    assert (red_over_green(full) < red_over_green(clean)).all()  # ... but never past the scene's
 
 
 def test_lowlight_darkens_and_adds_noise() -> None:

@@ -305,3 +305,53 @@ def test_upsample2x_is_bilinear() -> None:
     want = torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
     torch.testing.assert_close(Upsample2x(5)(x), want, rtol=0, atol=1e-6)
     assert "weight" not in Upsample2x(5).state_dict()  # a fixed kernel, not carried by checkpoints
+
+
+def _edge_guided_on_images(model, x: torch.Tensor) -> torch.Tensor:
+    """The model's arithmetic written plainly on (N, 3, H, W) images (average pooling, bilinear
+    upsampling, the guided filter at full resolution): the reference for its phase-layout forward."""
+    from qt_train.models.common import pad_to_multiple
+    from qt_train.models.edge_guided import box
+    from qt_train.models.edge_unet import run_trunk
+
+    cfg = model.config
+    h, w = x.shape[-2:]
+    xp = pad_to_multiple(x, model.pad_multiple)
+    x_lo = torch.nn.functional.avg_pool2d(xp, cfg.scale)
+    feat, bottleneck = run_trunk(model, x_lo, model.condition(7, None, x.shape[0]))
+    maps, guide_lo, guide_hi = model.maps(feat), model.guide(x_lo), model.guide(xp)
+    mean_g = box(guide_lo, cfg.gf_radius)
+    mean_m = box(maps, cfg.gf_radius)
+    cov = box((guide_lo - mean_g) * (maps - mean_m), cfg.gf_radius)
+    coef_a = cov / (box((guide_lo - mean_g) ** 2, cfg.gf_radius) + cfg.gf_eps)
+    coef_b = mean_m - coef_a * mean_g
+    def up(c: torch.Tensor) -> torch.Tensor:  # bilinear x2, log2(scale) times
+        c = box(c, cfg.gf_radius)
+        for _ in range(cfg.scale.bit_length() - 1):
+            c = torch.nn.functional.interpolate(c, scale_factor=2, mode="bilinear")
+        return c
+
+    maps_hi = up(coef_a) * guide_hi + up(coef_b)
+    glob = model.colour(bottleneck.mean(dim=(2, 3), keepdim=True)) if model.colour is not None else None
+    a, b = model._coefficients(maps_hi, glob, cfg.t_min)
+    y = a * xp + b
+    if model.detail is not None:
+        context = model.detail_context(feat)
+        for _ in range(cfg.scale.bit_length() - 1):
+            context = torch.nn.functional.interpolate(context, scale_factor=2, mode="bilinear")
+        y = y + torch.nn.functional.pixel_shuffle(model.detail(model.detail_in(y) + context), 2)
+    return y[:, :, :h, :w].clamp(0.0, 1.0)
+
+
+@pytest.mark.parametrize("head,scale", [("haze", 2), ("water", 2), ("gain", 4), ("affine", 2)])
+def test_edge_guided_phase_layout_equals_image_arithmetic(head: str, scale: int) -> None:
+    """The forward holds full resolution as 2x2 phases (for OpenVINO's channel-blocked kernels);
+    it must compute exactly what the maths on images does."""
+    torch.manual_seed(0)
+    detail = {"detail_width": 8, "detail_blocks": 1} if head in ("gain", "affine") else {}
+    model = build_backbone("edge_guided", head=head, scale=scale, widths=(8, 12, 16), **detail).eval()
+    open_heads(model)
+    perturb_embedding(model)
+    x = torch.rand(2, 3, 45, 70)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, quality=7), _edge_guided_on_images(model, x), rtol=0, atol=1e-5)

@@ -20,8 +20,9 @@ are upsampled bilinearly and applied to the full-resolution guide, so a jump in 
 follows the input's edge instead of a 1/``scale`` grid. An optional thin *detail* branch at 1/2
 resolution adds a residual (rain streaks, snowflakes, noise), fed by the trunk's features.
 
-Everything at full resolution is cheap element-wise work (one 1x1 conv for the guide, Resize,
-Mul/Add) plus, when enabled, the detail branch: the trunk costs ~1/scale^2 of ``edge_unet``.
+Everything at full resolution is cheap element-wise work (the guide, the last x2 upsampling of
+the guided filter's coefficients, Mul/Add), held as 2x2 phases at half resolution (see
+``forward``), plus, when enabled, the detail branch: the trunk costs ~1/scale^2 of ``edge_unet``.
 The last convolutions are zero-initialised: a fresh model returns its input (gain, affine) or a
 mild haze inversion (haze, water).
 """
@@ -75,8 +76,8 @@ class EdgeGuidedConfig:
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ValueError(f"unknown head '{self.head}'; valid: {', '.join(sorted(HEADS))}")
-        if self.scale not in (1, 2, 4, 8):
-            raise ValueError(f"scale must be 1, 2, 4 or 8, got {self.scale}")
+        if self.scale not in (2, 4, 8):  # full resolution is held as 2x2 phases
+            raise ValueError(f"scale must be 2, 4 or 8, got {self.scale}")
         if len(self.widths) != 3 or min(self.widths) < 1:
             raise ValueError(f"widths must be three positive ints, got {self.widths}")
         counts = (*self.enc_blocks, self.mid_blocks, *self.dec_blocks, self.detail_blocks)
@@ -150,16 +151,14 @@ def box(x: torch.Tensor, radius: int) -> torch.Tensor:
     return F.avg_pool2d(x, 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
 
 
-def guided_upsample(
-    guide_lo: torch.Tensor, maps_lo: torch.Tensor, guide_hi: torch.Tensor, radius: int, eps: float,
-    upsample: nn.Module, stages: int,
-) -> torch.Tensor:
-    """Fast guided filter: fit ``maps_lo ~ A * guide_lo + B`` in local windows at low resolution,
-    upsample A and B bilinearly to ``guide_hi``'s size and return ``A * guide_hi + B``.
+def guided_coefficients(
+    guide_lo: torch.Tensor, maps_lo: torch.Tensor, radius: int, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fast guided filter, low-resolution half: fit ``maps_lo ~ A * guide_lo + B`` in local windows
+    and return the smoothed (A, B); the caller upsamples them and applies ``A * guide_hi + B``.
 
     Variances are computed from centred differences (not E[x^2] - E[x]^2), which keeps them
-    accurate in float16/bfloat16 and when neighbouring layers run in INT8. ``upsample`` doubles
-    the resolution of A and of B; ``stages`` times (log2 of the scale: fixed, so a traced graph is right).
+    accurate in float16/bfloat16 and when neighbouring layers run in INT8.
     """
     mean_g = box(guide_lo, radius)
     dg = guide_lo - mean_g
@@ -168,10 +167,7 @@ def guided_upsample(
     cov = box(dg * (maps_lo - mean_m), radius)
     coef_a = cov / (var_g + eps)
     coef_b = mean_m - coef_a * mean_g
-    coef_a, coef_b = box(coef_a, radius), box(coef_b, radius)
-    for _ in range(stages):  # A and B apart: a split at full resolution cost 10 ms
-        coef_a, coef_b = upsample(coef_a), upsample(coef_b)
-    return coef_a * guide_hi + coef_b
+    return box(coef_a, radius), box(coef_b, radius)
 
 
 def _bilinear2x_weight(channels: int) -> torch.Tensor:
@@ -187,17 +183,27 @@ class Upsample2x(nn.Module):
     """Bilinear x2 upsampling (= ``F.interpolate(scale_factor=2, mode="bilinear")``) written as an
     edge pad, a fixed depthwise 3x3 convolution to four phases and a pixel shuffle. Why: OpenVINO's
     CPU Interpolate on few-channel full-resolution maps was the largest layer of the exported model
-    (40 ms at 1280x720), while convolutions and DepthToSpace are among its fastest kernels. The
-    kernel is a fixed, non-persistent buffer (not a weight: checkpoints do not carry it)."""
+    (40 ms at 1280x720), while convolutions and DepthToSpace are among its fastest kernels.
+    ``phases`` stops before the shuffle: (N, 4C, H, W), channel ``4c + 2i + j`` holding output
+    pixel (2y + i, 2x + j) of channel c — the layout of ``nn.PixelUnshuffle(2)``. The kernel is a
+    fixed, non-persistent buffer (not a weight: checkpoints do not carry it)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.channels = channels
         self.register_buffer("weight", _bilinear2x_weight(channels), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def phases(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight.to(x.dtype)
-        return F.pixel_shuffle(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), w, groups=self.channels), 2)
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), w, groups=self.channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.phases(x), 2)
+
+
+def _phase_mean_weight(channels: int) -> torch.Tensor:
+    """(C, 4C, 1, 1): the mean of each channel's four phases (= a 2x2 average pooling)."""
+    return (0.25 * torch.eye(channels).repeat_interleave(4, dim=1)).reshape(channels, 4 * channels, 1, 1)
 
 
 class EdgeGuided(QualityConditioned):
@@ -218,6 +224,7 @@ class EdgeGuided(QualityConditioned):
         nn.init.zeros_(self.maps[1].weight)
         nn.init.zeros_(self.maps[1].bias)
         self.upsample_coef = Upsample2x(head.maps)
+        self.register_buffer("phase_mean", _phase_mean_weight(3), persistent=False)
         self.colour = None
         if head.global_colour:
             self.colour = nn.Conv2d(c3, 3, 1)
@@ -234,35 +241,53 @@ class EdgeGuided(QualityConditioned):
             self.detail_context = nn.Conv2d(c1, w, 1)
             self.detail_in = nn.Sequential(nn.PixelUnshuffle(2), conv3(12, w))
             self.upsample_context = Upsample2x(w)
-            self.detail = nn.Sequential(
-                make_act(cfg.act), _blocks(cfg.detail_blocks, w, cfg.act), conv3(w, 12), nn.PixelShuffle(2)
-            )
+            self.detail = nn.Sequential(make_act(cfg.act), _blocks(cfg.detail_blocks, w, cfg.act), conv3(w, 12))
             nn.init.zeros_(self.detail[2].weight)
             nn.init.zeros_(self.detail[2].bias)
 
     def forward(
         self, x: torch.Tensor, quality: Quality = None, bias: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Restore ``x`` (N, 3, H, W) in [0, 1]; ``quality`` or a precomputed ``bias`` conditions it."""
+        """Restore ``x`` (N, 3, H, W) in [0, 1]; ``quality`` or a precomputed ``bias`` conditions it.
+
+        Full resolution is held as its four 2x2 phases at half resolution (``PixelUnshuffle(2)``,
+        12 channels) from the input to the last op, a ``PixelShuffle``: the same arithmetic as
+        working on (N, 3, H, W), but OpenVINO's CPU kernels block channels by 8/16, and a
+        3-channel full-resolution tensor in a 16-channel block spent its time in layout reorders
+        (the input's reorder for AvgPool alone took 21 of 163 ms at 1280x720)."""
         cfg = self.config
         cond = self.condition(quality, bias, x.shape[0])
-        h, w = x.shape[-2], x.shape[-1]
+        n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
         xp = pad_to_multiple(x, self.pad_multiple)
-        x_lo = F.avg_pool2d(xp, cfg.scale) if cfg.scale > 1 else xp
+        x_ph = F.pixel_unshuffle(xp, 2)  # (N, 12, H/2, W/2)
+        x_half = F.conv2d(x_ph, self.phase_mean.to(x.dtype))  # = avg_pool2d(xp, 2)
+        x_lo = F.avg_pool2d(x_half, cfg.scale // 2) if cfg.scale > 2 else x_half
         feat, bottleneck = run_trunk(self, x_lo, cond)
         maps = self.maps(feat)
-        guide_hi = self.guide(xp)
-        guide_lo = self.guide(x_lo)  # = avg_pool(guide_hi): a 1x1 conv commutes with the pooling
+        guide_lo = self.guide(x_lo)  # = avg_pool(guide(xp)): a 1x1 conv commutes with the pooling
+        coef_a, coef_b = guided_coefficients(guide_lo, maps, cfg.gf_radius, cfg.gf_eps)
         stages = cfg.scale.bit_length() - 1  # log2(scale)
-        maps_hi = guided_upsample(guide_lo, maps, guide_hi, cfg.gf_radius, cfg.gf_eps, self.upsample_coef, stages)
+        for _ in range(stages - 1):  # all but the last x2 step as images ...
+            coef_a, coef_b = self.upsample_coef(coef_a), self.upsample_coef(coef_b)
+        k = coef_a.shape[1]
+        # ... and the last as phases: maps at full resolution = A * guide + B, phase by phase
+        eye = torch.eye(4, dtype=x.dtype, device=x.device).reshape(4, 1, 4)
+        phase_guide = (self.guide.weight.reshape(1, 3, 1) * eye).reshape(4, 12, 1, 1)  # [p, 4c + p] = w_c
+        guide_ph = F.conv2d(x_ph, phase_guide) + self.guide.bias  # (N, 4, H/2, W/2)
+        hh, ww = x_ph.shape[-2], x_ph.shape[-1]
+
+        def phases(c: torch.Tensor) -> torch.Tensor:  # (N, k, 4, H/2, W/2)
+            return self.upsample_coef.phases(c).reshape(n, k, 4, hh, ww)
+
+        maps_ph = phases(coef_a) * guide_ph.unsqueeze(1) + phases(coef_b)
         glob = None
         if self.colour is not None:
-            glob = self.colour(bottleneck.mean(dim=(2, 3), keepdim=True))
-        a, b = self._coefficients(maps_hi, glob, cfg.t_min)
-        y = a * xp + b
+            glob = self.colour(bottleneck.mean(dim=(2, 3), keepdim=True)).unsqueeze(2)  # (N, 3, 1, 1, 1)
+        a, b = self._coefficients(maps_ph, glob, cfg.t_min)
+        y = (a * x_ph.reshape(n, 3, 4, hh, ww) + b).reshape(n, 12, hh, ww)
         if self.detail is not None:
             context = self.detail_context(feat)
             for _ in range(stages):
                 context = self.upsample_context(context)
-            y = y + self.detail(self.detail_in(y) + context)
-        return y[:, :, :h, :w].clamp(0.0, 1.0)
+            y = y + self.detail(self.detail_in[1](y) + context)
+        return F.pixel_shuffle(y.clamp(0.0, 1.0), 2)[:, :, :h, :w]
