@@ -70,7 +70,7 @@ def _body(argv: Sequence[str] | None) -> int:
     results = evaluate_checkpoint(ckpt, out / "eval" / "dehaze-qualiteacher", None, [], None, 128, 16, force=True)
     rs = results["paired"]["realistic"]
     print(f"[4/6] evaluation in {out / 'eval' / 'dehaze-qualiteacher'}: held-out realistic PSNR {rs['psnr']:.2f} dB "
-          f"(input {rs['input_psnr']:.2f}); per-level Spearman ρ {results['level_curve']['spearman']:.2f}")
+          f"(input {rs['input_psnr']:.2f}); per-level Spearman ρ by the judge {results['level_curve']['judge']['spearman']:.2f}")
 
     from qt_export.cli import main as export_main
     from qt_runtime.cli import main as run_main_cli

@@ -3,8 +3,10 @@
   qt-eval runs/dehaze-qualiteacher/last.ckpt --out runs/dehaze-eval
   qt-eval CKPT --pairs /data/hazy_pairs --real /footage/frames --out DIR
 
-Writes DIR/results.json (PSNR/SSIM on pairs, ensemble scores on real images, the per-level
-curve with its Spearman ρ, the extrapolation fraction), DIR/levels.png and DIR/grid.png.
+Writes DIR/results.json (PSNR/SSIM on pairs; on every set the scores of the reward ensemble the
+student was trained with and of the judge it never saw, `iqa.judge`; the per-level curve with its
+Spearman ρ and the fraction of images where the top level beats the best PL, each by the judge
+and by the reward), DIR/levels.png and DIR/grid.png. A gain only the reward sees is reward hacking.
 Without --pairs it evaluates held-out pairs of both domains synthesised from the run's config
 (from clean images no training or fit used).
 """
@@ -78,7 +80,7 @@ def evaluate_checkpoint(ckpt_path: Path, out: Path, pairs: Path | None, real: li
         run_model,
     )
     from qt_train.iqa import Ensemble
-    from qt_train.iqa.spec import default_spec, load_spec
+    from qt_train.iqa.spec import reward_and_judge, spec_to_dict
     from qt_train.schema import RunConfig, degradation_params, load_run_config
     from qt_train.train.sources import held_out_pairs
 
@@ -93,12 +95,16 @@ def evaluate_checkpoint(ckpt_path: Path, out: Path, pairs: Path | None, real: li
     arch = state.get("arch", cfg.model.arch)
     conditioned = cfg.train.method == "qualiteacher" and cfg.method.conditioning
     q = quality if quality is not None else (cfg.method.top_level if conditioned else None)
-    spec = load_spec(cfg.iqa.ensemble) if cfg.iqa.ensemble else default_spec()
-    ensemble = Ensemble(spec, weights_dir=cfg.iqa.weights_dir)
+    spec, judge_spec = reward_and_judge(cfg.iqa.ensemble, cfg.iqa.judge)
+    scorers = {"reward": Ensemble(spec, weights_dir=cfg.iqa.weights_dir), "judge": Ensemble(judge_spec)}
     params = degradation_params(cfg)
 
+    def scores(x) -> dict[str, float]:
+        return {name: float(e.score(x, use_cache=False).combined.mean()) for name, e in scorers.items()}
+
     results: dict = {"checkpoint": str(ckpt_path), "arch": arch, "task": cfg.task, "method": cfg.train.method,
-                     "quality": q, "paired": {}, "real": {}}
+                     "quality": q, "reward_ensemble": spec_to_dict(spec), "judge": spec_to_dict(judge_spec),
+                     "paired": {}, "real": {}}
     grid_sets = []
     if pairs is not None:
         lq = _load_images([pairs / "lq"], size, limit)
@@ -113,7 +119,8 @@ def evaluate_checkpoint(ckpt_path: Path, out: Path, pairs: Path | None, real: li
             sets[domain] = (h.lq, h.gt)
     for name, (lq, gt) in sets.items():
         restored = run_model(model, lq, q)
-        results["paired"][name] = paired_metrics(restored, gt, lq)
+        results["paired"][name] = {**paired_metrics(restored, gt, lq), "input_scores": scores(lq),
+                                   "output_scores": scores(restored)}
         grid_sets.append((lq, restored, gt))
 
     # Real images when given; otherwise the first set's inputs probe the level curve.
@@ -122,22 +129,26 @@ def evaluate_checkpoint(ckpt_path: Path, out: Path, pairs: Path | None, real: li
     results["real" if real else "probe"] = {
         "source": [str(p) for p in real] if real else f"held-out {next(iter(sets))} inputs",
         "n": len(x),
-        "input_score": float(ensemble.score(x, use_cache=False).combined.mean()),
-        "output_score": float(ensemble.score(restored, use_cache=False).combined.mean()),
+        "input_scores": scores(x),
+        "output_scores": scores(restored),
     }
     if real:
         grid_sets.append((x, restored, None))
-    curve = level_curve(model, x, ensemble) if conditioned else None
-    if curve is not None:
-        results["level_curve"] = {"levels": curve.levels, "scores": curve.scores, "spearman": curve.rho}
-        results["extrapolation"] = extrapolation(model, x, ensemble, top=cfg.method.top_level)
+    curve = None
+    if conditioned:
+        results["level_curve"], results["extrapolation"] = {}, {}
+        for name, e in scorers.items():
+            c = level_curve(model, x, e)
+            results["level_curve"][name] = {"levels": c.levels, "scores": c.scores, "spearman": c.rho}
+            results["extrapolation"][name] = extrapolation(model, x, e, top=cfg.method.top_level)
+            curve = c if name == "judge" else curve
 
     with staged_dir(out, force=force) as stage:
         atomic_write_text(stage / "results.json", json.dumps(results, indent=1))
         lq, restored, gt = grid_sets[-1]
         write_image(stage / "grid.png", before_after_grid(lq, restored, gt).astype(np.float32) / 255.0)
         if curve is not None:
-            plot_level_curve(curve, stage / "levels.png", title=f"{cfg.task} {cfg.train.method}")
+            plot_level_curve(curve, stage / "levels.png", title=f"{cfg.task} {cfg.train.method}, judged")
     return results
 
 
@@ -157,10 +168,12 @@ def _body(argv: Sequence[str] | None) -> int:
     results = evaluate_checkpoint(args.checkpoint, args.out, args.pairs, args.real, args.quality, args.size,
                                   args.limit, args.force, args.config)
     for name, m in results["paired"].items():
-        print(f"{name:>10}: PSNR {m['psnr']:.2f} dB (input {m['input_psnr']:.2f}), SSIM {m['ssim']:.3f}")
-    if "level_curve" in results:
-        print(f"level curve Spearman ρ = {results['level_curve']['spearman']:.2f}; top level beats best PL on "
-              f"{100 * results['extrapolation']['fraction_top_beats_best_pl']:.0f}% of images")
+        print(f"{name:>10}: PSNR {m['psnr']:.2f} dB (input {m['input_psnr']:.2f}), SSIM {m['ssim']:.3f}; "
+              f"judge {m['output_scores']['judge']:.3f} (input {m['input_scores']['judge']:.3f}), "
+              f"reward {m['output_scores']['reward']:.3f}")
+    for name in results.get("level_curve", {}):
+        print(f"by the {name}: level curve Spearman ρ = {results['level_curve'][name]['spearman']:.2f}; top level "
+              f"beats best PL on {100 * results['extrapolation'][name]['fraction_top_beats_best_pl']:.0f}% of images")
     print(f"wrote {args.out}/results.json")
     return 0
 

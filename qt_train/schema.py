@@ -101,6 +101,9 @@ class MethodConfig:
     augments: tuple[str, ...] = ("identity", "hflip", "vflip", "rot90")
     bank_size: int = 3
     top_level: int = 7
+    # true: levels cut at the quantiles of the bank's PL qualities (every level populated); false:
+    # the ensemble's fixed rule (the reference: 7 if s >= 0.7 else floor(10 s))
+    level_quantiles: bool = False
     pl_weight: float = 2.0  # block-weighted L1 to each PL
     sup_weight: float = 1.0  # labelled synthetic branch
     block_weighting: bool = True
@@ -133,7 +136,8 @@ class MethodConfig:
 
 @dataclass(frozen=True)
 class IQAConfig:
-    ensemble: str | None = None  # YAML ensemble spec; null -> the offline default ensemble
+    ensemble: str | None = None  # YAML ensemble spec (the reward); null -> the offline default ensemble
+    judge: str | None = None  # YAML spec of the judge (never optimised); null -> NIQE-original + BRISQUE-LIVE
     weights_dir: str | None = None  # where online members' weights live (else $QT_IQA_WEIGHTS)
 
 

@@ -121,3 +121,19 @@ def test_machine_description_classes():
     assert machine.cpu_class({"avx2", "avx512f", "avx512_vnni", "amx_int8"}) == "AMX"
     assert machine.cpu_class({"avx2", "avx512f", "avx512_vnni"}) == "AVX-512 VNNI"
     assert machine.cpu_class(set()) == "other"
+
+
+def test_brisque_live_as_an_ensemble_member() -> None:
+    """The same model as an ensemble member (from the project-metric table, not pyiqa): its raw
+    scores are the judge's, and it refuses to be marked differentiable."""
+    from qt_train.iqa import Ensemble
+    from qt_train.iqa.spec import EnsembleSpec, Member
+
+    member = Member("brisque_live", 1.0, "lower", (0.0, 80.0), min_size=16)
+    ensemble = Ensemble(EnsembleSpec(members=(member,), levels=8, thresholds=None, block=144), device="cpu")
+    x = torch.from_numpy(np.stack(_photos()[:2]).transpose(0, 3, 1, 2).copy()).float() / 255
+    want = [brisque_live.score(img) for img in _photos()[:2]]
+    np.testing.assert_allclose(ensemble.score(x).raw["brisque_live"].numpy(), want, rtol=1e-5)
+    with pytest.raises(ValueError, match="not differentiable"):
+        Ensemble(EnsembleSpec(members=(Member("brisque_live", 1.0, "lower", (0.0, 80.0), differentiable=True),),
+                              levels=8, thresholds=None, block=144), device="cpu")

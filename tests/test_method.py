@@ -180,6 +180,7 @@ def test_memory_bank_round_trip_and_storage() -> None:
     for image_id in bank.ids():
         for e1, e2 in zip(bank.get(image_id), other.get(image_id), strict=True):
             assert (e1.score, e1.level) == (e2.score, e2.level)
+            assert e1.quality == e2.quality or (math.isnan(e1.quality) and math.isnan(e2.quality))
             assert torch.equal(e1.pl, e2.pl)
             assert (e1.block_map is None and e2.block_map is None) or torch.equal(e1.block_map, e2.block_map)
     with pytest.raises(ValueError):
@@ -289,3 +290,26 @@ def test_level_pair() -> None:
     assert level_pair(gen(0), choices=(2,), top=3) == (3, 2)
     with pytest.raises(ValueError):
         level_pair(gen(0), choices=(7,))
+
+
+def test_quantile_levels_populate_every_level_and_survive_the_bank() -> None:
+    """The reference rule put 90% of PLs at levels 6-7; cuts at the bank's quantiles give each of
+    the K levels ~1/K of them, whatever the scale of the scores."""
+    from qt_train.method.levels import level_of, quantile_cuts
+
+    g = torch.Generator().manual_seed(0)
+    qualities = 0.6 + 0.2 * torch.rand(400, generator=g, dtype=torch.float64)  # all would be >= level 6
+    assert quantile_cuts(qualities[:10], 8) is None  # too few PLs yet: the caller keeps its rule
+    cuts = quantile_cuts(qualities, 8)
+    assert cuts.shape == (7,) and bool((cuts.diff() > 0).all())
+    counts = torch.bincount(level_of(qualities, cuts), minlength=8)
+    assert counts.min() >= 45 and counts.max() <= 55  # 50 each
+    assert int(level_of(cuts[3], cuts)) == 4  # a quality equal to a cut goes up, as to_level does
+    assert quantile_cuts(torch.tensor([math.nan] * 40 + [0.5] * 20, dtype=torch.float64), 8) is not None
+
+    bank = MemoryBank(k=1)
+    for i, q in enumerate(qualities[:32].tolist()):
+        bank.update(str(i), [BankEntry(q, 0, torch.rand(3, 4, 4), None, q)])
+    other = MemoryBank(k=1)
+    other.load_state_dict(bank.state_dict())
+    assert torch.equal(other.qualities(), qualities[:32])

@@ -78,6 +78,17 @@ def test_qualiteacher_losses_all_active(tmp_path):
         assert term in text
 
 
+def test_quantile_levels_are_stored_with_the_checkpoint(tmp_path):
+    from qt_train.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    extra = ("method.level_quantiles=true", "train.n_real=8", "train.real_batch=4", "train.iterations=4",
+             "train.ckpt_every=4", "train.eval_every=4")
+    assert main(["--config", CONFIG, "--run-dir", str(run), "--no-progress", *sets(*extra)]) == 0
+    cuts = load_checkpoint(run / "last.ckpt")["level_cuts"]
+    assert len(cuts) == 7 and all(0.0 <= a <= b <= 1.0 for a, b in zip(cuts, cuts[1:]))
+
+
 def _run_cli(run: Path, extra: list[str], resume: bool = False) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "qt_train.train.cli", "--config", CONFIG, "--run-dir", str(run), "--no-progress",
            *sets("train.ckpt_every=1", "train.iterations=5", *extra)]
@@ -224,9 +235,14 @@ def test_qt_eval_reports_metrics_curve_and_grid(tmp_path, capsys):
     assert set(results["paired"]) == {"synthetic", "realistic"}
     for m in results["paired"].values():
         assert 0 < m["psnr"] < 100 and -1 <= m["ssim"] <= 1 and m["n"] == 3
-    curve = results["level_curve"]
-    assert curve["levels"] == [float(k) for k in range(8)] and len(curve["scores"]) == 8
-    assert 0.0 <= results["extrapolation"]["fraction_top_beats_best_pl"] <= 1.0
+    assert set(results["level_curve"]) == {"reward", "judge"}  # judged apart from the reward
+    for name, curve in results["level_curve"].items():
+        assert curve["levels"] == [float(k) for k in range(8)] and len(curve["scores"]) == 8
+        assert 0.0 <= results["extrapolation"][name]["fraction_top_beats_best_pl"] <= 1.0
+    assert {m["name"] for m in results["judge"]["members"]}.isdisjoint(
+        m["name"] for m in results["reward_ensemble"]["members"])
+    for m in results["paired"].values():
+        assert set(m["output_scores"]) == {"reward", "judge"}
     assert (out / "levels.png").stat().st_size > 0 and (out / "grid.png").stat().st_size > 0
     assert "PSNR" in capsys.readouterr().out
     # an existing output folder is refused, and left as it was

@@ -47,20 +47,64 @@ class EnsembleScores:
     level: torch.Tensor
 
 
+class BrisqueLiveMetric(torch.nn.Module):
+    """BRISQUE with the LIVE-trained SVR (``brisque_live.py``) as an ensemble member: raw scores
+    (N,) of (N, 3, H, W) images. numpy features and an SVR, so never differentiable."""
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        super().__init__()
+        from .brisque_live import ASSET, BrisqueLive
+
+        self.impl = BrisqueLive(ASSET if path is None else path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.impl(x).to(x.device)
+
+
+def _brisque_live(member: Member, path) -> torch.nn.Module:
+    if member.differentiable:
+        raise ValueError("IQA member 'brisque_live' is not differentiable (numpy features, an SVR); "
+                         "set differentiable: false")
+    return BrisqueLiveMetric(path)
+
+
+def _niqe_original(member: Member, path) -> torch.nn.Module:
+    """pyiqa's NIQE with the published pristine model (``calibration/niqe_original.py``)."""
+    import pyiqa
+
+    from .judges import ASSETS
+
+    with no_network("IQA member 'niqe_original'"), contextlib.redirect_stdout(io.StringIO()):
+        return pyiqa.create_metric("niqe", as_loss=member.differentiable, device="cpu",
+                                   pretrained_model_path=str(path or ASSETS / "niqe_original.mat"),
+                                   **({"loss_reduction": "none"} if member.differentiable else {}))
+
+
+#: Members the project implements or configures itself (name -> builder(member, resolved weights
+#: path or None)); every other name is a pyiqa metric.
+PROJECT_METRICS = {"brisque_live": _brisque_live, "niqe_original": _niqe_original}
+
+
 def build_metric(
     member: Member, device: torch.device | str, weights_dir: str | os.PathLike | None = None
 ) -> torch.nn.Module:
-    """Create the pyiqa metric of one member, offline.
+    """Create the metric of one member, offline: a ``PROJECT_METRICS`` entry, else pyiqa's.
 
     The weights file is resolved first (clear FileNotFoundError if missing) and handed to the
     metric through ``member.weights_arg``; construction runs with the network refused.
     Differentiable members are built as losses (``as_loss=True``, no reduction) so pyiqa
     keeps autograd on; the others run without grad.
     """
+    if member.name in PROJECT_METRICS:
+        metric = PROJECT_METRICS[member.name](member, resolve_weights(member, weights_dir)).to(device).eval()
+        for p in metric.parameters():
+            p.requires_grad_(False)
+        return metric
     import pyiqa
 
     if member.name not in pyiqa.list_models():
-        raise ValueError(f"IQA member {member.name!r} is not a pyiqa metric")
+        raise ValueError(f"IQA member {member.name!r} is neither a project metric "
+                         f"({', '.join(PROJECT_METRICS)}) nor a pyiqa metric")
     kwargs = dict(member.options)
     path = resolve_weights(member, weights_dir)
     if path is not None:

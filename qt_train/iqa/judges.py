@@ -6,45 +6,27 @@ these. Both are lower-is-better and calibrated outside this project:
 - ``niqe_original``: NIQE with the published pristine model (``calibration/niqe_original.py``);
 - ``brisque_live``: BRISQUE with an SVR trained on LIVE human opinion scores (``brisque_live.py``).
 
-``JUDGES`` is the one table: name -> builder of a callable (1, 3, H, W) float tensor -> float.
+The judge ensemble is ``spec.default_judge_spec()`` (its members are built from
+``ensemble.PROJECT_METRICS``); ``build_judges`` gives its members as per-image callables.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Callable
 from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
-def _niqe_original() -> Callable:
-    import pyiqa
+def build_judges(names: tuple[str, ...] | None = None) -> dict[str, Callable]:
+    """name -> callable (1, 3, H, W) float tensor -> raw score, for the default judge's members."""
+    from .ensemble import _run_member, build_metric
+    from .spec import default_judge_spec
 
-    from .weights import no_network
-
-    with no_network("judge niqe_original"), contextlib.redirect_stdout(io.StringIO()):
-        metric = pyiqa.create_metric("niqe", device="cpu",
-                                     pretrained_model_path=str(ASSETS / "niqe_original.mat"))
-    return lambda x: float(metric(x.float().clamp(0, 1)))
-
-
-def _brisque_live() -> Callable:
-    from .brisque_live import BrisqueLive
-
-    metric = BrisqueLive()
-    return lambda x: float(metric(x)[0])
-
-
-JUDGES: dict[str, Callable[[], Callable]] = {
-    "niqe_original": _niqe_original,
-    "brisque_live": _brisque_live,
-}
-
-
-def build_judges(names: tuple[str, ...] = tuple(JUDGES)) -> dict[str, Callable]:
-    unknown = [n for n in names if n not in JUDGES]
+    members = {m.name: m for m in default_judge_spec().members}
+    names = tuple(members) if names is None else names
+    unknown = [n for n in names if n not in members]
     if unknown:
-        raise ValueError(f"unknown judge(s) {', '.join(unknown)}; valid: {', '.join(JUDGES)}")
-    return {n: JUDGES[n]() for n in names}
+        raise ValueError(f"unknown judge(s) {', '.join(unknown)}; valid: {', '.join(members)}")
+    metrics = {n: build_metric(members[n], "cpu") for n in names}
+    return {n: (lambda x, m=m: float(_run_member(m, x.float().clamp(0, 1))[0])) for n, m in metrics.items()}

@@ -23,7 +23,8 @@ REFERENCE_LEVELS = 8
 class Member:
     """One no-reference IQA model of the ensemble.
 
-    name: pyiqa metric name (``pyiqa.list_models()``); also the member's key in score dicts.
+    name: a project metric (``ensemble.PROJECT_METRICS``: ``brisque_live``) or a pyiqa metric name
+        (``pyiqa.list_models()``); also the member's key in score dicts.
     weight: relative weight (normalised over the members to sum to 1).
     direction: "higher" if a larger raw score means better quality, else "lower".
     raw_range: (lo, hi) raw values mapped to the ends of [0, 1] (clamped outside).
@@ -305,3 +306,47 @@ def reference_spec() -> EnsembleSpec:
         thresholds=None,
         block=144,
     )
+
+
+# --------------------------------------------------------------------------- the judge
+#: Judge ranges (lower is better for both): NIQE with the published pristine model rates whole
+#: real photos 3-6 and 256 px restorations 4-12; BRISQUE-LIVE spans ~0-100 (LIVE's DMOS scale),
+#: restorations 10-60.
+NIQE_ORIGINAL_RANGE = (2.0, 12.0)
+BRISQUE_LIVE_RANGE = (0.0, 80.0)
+
+
+def default_judge_spec() -> EnsembleSpec:
+    """The judge: IQA models calibrated outside this project that no student optimises — NIQE
+    with the published pristine model and BRISQUE with the LIVE-trained SVR, equal weights.
+
+    Benchmarks and ``qt-eval`` report it beside the reward ensemble; a gain that only the reward
+    sees is reward hacking. ``check_disjoint`` refuses a reward that contains a judge member.
+    """
+    return EnsembleSpec(
+        members=(
+            Member(name="niqe_original", weight=0.5, direction="lower", raw_range=NIQE_ORIGINAL_RANGE,
+                   min_size=96),
+            Member(name="brisque_live", weight=0.5, direction="lower", raw_range=BRISQUE_LIVE_RANGE,
+                   min_size=16),
+        ),
+        levels=8,
+        thresholds=None,
+        block=144,
+    )
+
+
+def check_disjoint(reward: EnsembleSpec, judge: EnsembleSpec) -> None:
+    """A judge member the student also optimises is no judge: refuse the pair."""
+    shared = sorted({m.name for m in reward.members} & {m.name for m in judge.members})
+    if shared:
+        raise ValueError(f"IQA member(s) {', '.join(shared)} are in both the reward ensemble and the judge; "
+                         "remove them from one (iqa.ensemble / iqa.judge)")
+
+
+def reward_and_judge(ensemble: str | Path | None, judge: str | Path | None) -> tuple[EnsembleSpec, EnsembleSpec]:
+    """The run's reward spec and judge spec (files, else the defaults), checked to be disjoint."""
+    reward_spec = load_spec(ensemble) if ensemble else default_spec()
+    judge_spec = load_spec(judge) if judge else default_judge_spec()
+    check_disjoint(reward_spec, judge_spec)
+    return reward_spec, judge_spec

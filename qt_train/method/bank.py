@@ -20,17 +20,19 @@ from typing import Any, Literal
 import torch
 
 PlDtype = Literal["uint8", "float16", "float32"]
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: entries carry ``quality`` (version 1 states load with quality NaN)
 
 
 @dataclass(frozen=True)
 class BankEntry:
-    """One stored PL: its score, its quality level, the image (C, H, W) and its block map (or None)."""
+    """One stored PL: its ranking score, its quality level when stored, the image (C, H, W), its
+    block map (or None) and its ensemble quality in [0, 1] (levels from the bank's quantiles)."""
 
     score: float
     level: int
     pl: torch.Tensor
     block_map: torch.Tensor | None = None
+    quality: float = math.nan
 
 
 def bank_update(entries: Sequence[BankEntry], candidates: Iterable[BankEntry], k: int = 3) -> list[BankEntry]:
@@ -118,7 +120,7 @@ class MemoryBank:
 
     def _stored(self, e: BankEntry) -> BankEntry:
         bm = None if e.block_map is None else e.block_map.detach().to("cpu").float().clone()
-        return BankEntry(float(e.score), int(e.level), _encode(e.pl, self.pl_dtype), bm)
+        return BankEntry(float(e.score), int(e.level), _encode(e.pl, self.pl_dtype), bm, float(e.quality))
 
     def update(self, image_id: str, candidates: Iterable[BankEntry]) -> list[BankEntry]:
         """Merge candidates into the image's entries; returns its entries (decoded), best first."""
@@ -129,6 +131,10 @@ class MemoryBank:
     def get(self, image_id: str) -> list[BankEntry]:
         """The image's entries with PLs as float32 in [0, 1], best first; [] if unseen."""
         return [replace(e, pl=_decode(e.pl)) for e in self._store.get(image_id, [])]
+
+    def qualities(self) -> torch.Tensor:
+        """(M,) float64 ensemble quality of every stored PL (NaN where unknown)."""
+        return torch.tensor([e.quality for es in self._store.values() for e in es], dtype=torch.float64)
 
     def best(self, image_id: str) -> BankEntry | None:
         entries = self.get(image_id)
@@ -141,7 +147,7 @@ class MemoryBank:
             "pl_dtype": self.pl_dtype,
             "entries": {
                 image_id: [
-                    {"score": e.score, "level": e.level, "pl": e.pl, "block_map": e.block_map}
+                    {"score": e.score, "level": e.level, "pl": e.pl, "block_map": e.block_map, "quality": e.quality}
                     for e in entries
                 ]
                 for image_id, entries in self._store.items()
@@ -150,7 +156,7 @@ class MemoryBank:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Replace the contents with ``state``; k and dtype must match this bank's."""
-        if state.get("version") != _STATE_VERSION:
+        if state.get("version") not in (1, _STATE_VERSION):
             raise ValueError(f"memory bank state version {state.get('version')!r}, expected {_STATE_VERSION}")
         if state["k"] != self.k or state["pl_dtype"] != self.pl_dtype:
             raise ValueError(
@@ -159,7 +165,8 @@ class MemoryBank:
             )
         self._store = {
             str(image_id): [
-                BankEntry(float(d["score"]), int(d["level"]), d["pl"], d["block_map"]) for d in entries
+                BankEntry(float(d["score"]), int(d["level"]), d["pl"], d["block_map"], float(d.get("quality", math.nan)))
+                for d in entries
             ]
             for image_id, entries in state["entries"].items()
         }

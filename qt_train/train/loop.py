@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from qt_train.config import to_dict
+from qt_train.method.levels import quantile_cuts
 from qt_train.schema import RunConfig, degradation_params, model_options
 from qt_train.train.distributed import (
     Dist,
@@ -156,12 +157,17 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, argv: list[str], source:
         if not d.main:
             return
         merged = {**banks[0], "entries": {k: v for b in banks for k, v in b["entries"].items()}}
+        cuts = None
+        if m.level_quantiles and ensemble is not None:  # the levels' meaning, for qt-eval and the export
+            q = torch.tensor([e["quality"] for es in merged["entries"].values() for e in es], dtype=torch.float64)
+            found = quantile_cuts(q, ensemble.spec.levels)
+            cuts = None if found is None else found.tolist()
         save_checkpoint(last, {
             "arch": cfg.model.arch, "arch_config": to_dict(arch_cfg), "task": cfg.task, "method": t.method,
             "iteration": it_done, "stage": "base" if it_done <= base_iters else "semi",
             "model": student.state_dict(), "ema": teacher.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": {"schedule": t.optim.schedule, "iteration": it_done},
-            "bank": merged, "rng": rng_states(), "config": to_dict(cfg),
+            "bank": merged, "level_cuts": cuts, "rng": rng_states(), "config": to_dict(cfg),
         })
 
     # --- 4. The loop.

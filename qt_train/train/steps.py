@@ -8,7 +8,8 @@ top to bottom and makes the difference between methods visible side by side:
 - `reliable_bank`: Semi-UIR's bank: one PL per image, replaced only when a candidate
   out-scores both the stored PL and the student's own output; unconditioned.
 - `qualiteacher`: every PL kept (best k per image in the bank), the student conditioned on
-  each PL's quality level with block-weighted L1, plus the preference and cropped
+  each PL's quality level (the ensemble's rule, or the bank's quantiles with
+  `method.level_quantiles`) with block-weighted L1, plus the preference and cropped
   consistency losses from their start iterations.
 """
 
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 
 from qt_train.method.augment import invert, multi_augment, strong_augment
 from qt_train.method.bank import BankEntry, MemoryBank, reliable_accepts
+from qt_train.method.levels import level_of, quantile_cuts
 from qt_train.method.losses import block_weighted_l1, cropped_consistency, level_pair, preference_loss
 from qt_train.schema import MethodConfig
 
@@ -130,8 +132,9 @@ def qualiteacher_terms(student, teacher, ensemble, bank: MemoryBank, batch: Real
             bm = None
             if weights is not None:
                 bm = weights[i].flip(-1) if bool(batch.flips[j]) else weights[i]
-            cand.append(BankEntry(float(rank[i]), int(scores.level[i]), canon[i], bm))
+            cand.append(BankEntry(float(rank[i]), int(scores.level[i]), canon[i], bm, float(scores.combined[i])))
         entries.append(bank.update(str(image_id), cand))
+    cuts = quantile_cuts(bank.qualities(), ensemble.spec.levels) if m.level_quantiles else None
 
     # The student sees a strongly augmented input once per stored PL, at that PL's level.
     xs = _strong(xw, m, gen)
@@ -140,7 +143,7 @@ def qualiteacher_terms(student, teacher, ensemble, bank: MemoryBank, batch: Real
         for e in es:
             inputs.append(xs[j])
             targets.append(e.pl.flip(-1) if bool(batch.flips[j]) else e.pl)
-            levels.append(e.level)
+            levels.append(e.level if cuts is None else int(level_of(e.quality, cuts)))
             if e.block_map is not None:
                 maps.append(e.block_map.flip(-1) if bool(batch.flips[j]) else e.block_map)
     quality = torch.tensor(levels) if m.conditioning else None
