@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from claim import REPO
 from machine import describe_machine  # bench/machine.py: the CPU and its ISA
 

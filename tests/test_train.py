@@ -86,7 +86,7 @@ def test_quantile_levels_are_stored_with_the_checkpoint(tmp_path):
              "train.ckpt_every=4", "train.eval_every=4")
     assert main(["--config", CONFIG, "--run-dir", str(run), "--no-progress", *sets(*extra)]) == 0
     cuts = load_checkpoint(run / "last.ckpt")["level_cuts"]
-    assert len(cuts) == 7 and all(0.0 <= a <= b <= 1.0 for a, b in zip(cuts, cuts[1:]))
+    assert len(cuts) == 7 and all(0.0 <= a <= b <= 1.0 for a, b in zip(cuts, cuts[1:], strict=False))
 
 
 def _run_cli(run: Path, extra: list[str], resume: bool = False) -> subprocess.Popen:
