@@ -20,7 +20,7 @@ from typing import Any, Literal
 import torch
 
 PlDtype = Literal["uint8", "float16", "float32"]
-_STATE_VERSION = 2  # 2: entries carry ``quality`` (version 1 states load with quality NaN)
+_STATE_VERSION = 2  # 2: entries carry ``quality``
 
 
 @dataclass(frozen=True)
@@ -156,8 +156,9 @@ class MemoryBank:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Replace the contents with ``state``; k and dtype must match this bank's."""
-        if state.get("version") not in (1, _STATE_VERSION):
-            raise ValueError(f"memory bank state version {state.get('version')!r}, expected {_STATE_VERSION}")
+        if state.get("version") != _STATE_VERSION:
+            raise ValueError(f"memory bank state version {state.get('version')!r}, expected {_STATE_VERSION}: the "
+                             "checkpoint predates this bank; start a new run from it with train.init")
         if state["k"] != self.k or state["pl_dtype"] != self.pl_dtype:
             raise ValueError(
                 f"memory bank state has k={state['k']}, pl_dtype={state['pl_dtype']}; "
@@ -165,7 +166,7 @@ class MemoryBank:
             )
         self._store = {
             str(image_id): [
-                BankEntry(float(d["score"]), int(d["level"]), d["pl"], d["block_map"], float(d.get("quality", math.nan)))
+                BankEntry(float(d["score"]), int(d["level"]), d["pl"], d["block_map"], float(d["quality"]))
                 for d in entries
             ]
             for image_id, entries in state["entries"].items()

@@ -159,12 +159,9 @@ def qualiteacher_terms(student, teacher, ensemble, bank: MemoryBank, batch: Real
         top, k = level_pair(gen, m.preference_levels, m.top_level)
         y = student(torch.cat([xw, xw]), quality=torch.tensor([top] * n + [k] * n))
         r = ensemble.reward(y)
-        # max over each image's stored PLs of r(PL). No score cache in training: a resumed run starts
-        # with an empty cache, and recomputing in other batch sizes could change the last bits.
-        stored_pls = torch.stack([e.pl for es in entries for e in es])
-        owner = torch.tensor([j for j, es in enumerate(entries) for _ in es])
-        r_pl = ensemble.score(stored_pls, use_cache=False).combined.cpu()
-        r_best = torch.full((n,), -torch.inf).scatter_reduce(0, owner, r_pl, reduce="amax").to(r.device)
+        # max over each image's stored PLs of r(PL): each PL was scored once, when it was stored (its
+        # quality travels in the bank and the checkpoint, so a resumed run sees the same values).
+        r_best = torch.tensor([max(e.quality for e in es) for es in entries], dtype=r.dtype, device=r.device)
         r_k = r[n:].detach() if m.preference_detach_lower else r[n:]
         terms["pref"] = preference_loss(
             r[:n], r_k, r_best, beta=m.preference_beta, delta=m.preference_delta,
