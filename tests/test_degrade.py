@@ -302,3 +302,13 @@ def test_previews_written(tmp_path) -> None:
             img = cv2.imread(str(path))
             assert img is not None and img.shape[0] > 2 * 48 and img.shape[1] > 6 * 64
     assert sorted(p.name for p in (tmp_path / "prev").iterdir()) == sorted(p.name for p in paths)
+
+
+def test_batched_filters_beyond_opencvs_channel_limit() -> None:
+    """50 RGB images = 150 channels: over OpenCV 5's 128-channel Mat limit, so the batch is split;
+    the result equals filtering each image alone."""
+    from qt_train.data.degrade.common import gaussian_blur
+
+    x = np.random.default_rng(0).random((50, 16, 16, 3), dtype=np.float32)
+    want = np.stack([cv2.GaussianBlur(i, (0, 0), sigmaX=2.0, borderType=cv2.BORDER_REFLECT) for i in x])
+    np.testing.assert_allclose(gaussian_blur(x, 2.0), want, rtol=0, atol=1e-6)

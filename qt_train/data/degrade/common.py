@@ -25,7 +25,8 @@ Array = np.ndarray
 Record = dict[str, Array]
 """Per-batch sampled parameters: name -> array of shape (N,) or (N, k)."""
 
-_CV_MAX_CHANNELS = 512
+# OpenCV's channel limit per Mat: 512 in 4.x, 128 in 5.x (filters fail on more with "m->dims <= 2").
+_CV_MAX_CHANNELS = 128
 
 
 # --------------------------------------------------------------------------------------------- rng, ranges
