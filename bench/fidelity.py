@@ -25,7 +25,7 @@ from machine import describe_machine  # bench/machine.py: the CPU and its ISA
 TASK_OPTIONS: dict[str, dict[str, dict]] = {
     "edge_unet": {},
     "edge_guided": {
-        "dehaze": {"head": "haze", "detail_width": 12},
+        "dehaze": {"head": "haze"},
         "underwater": {"head": "water", "detail_width": 12},
         "lowlight": {"head": "gain", "detail_width": 12},
         "derain": {"head": "affine", "detail_width": 16, "detail_blocks": 1},

@@ -119,6 +119,9 @@ class MethodConfig:
     # false = the reference: the A term's gradient also pushes the level-k output down; true treats
     # y_k as a fixed comparison point, so only the top level is pushed up (see docs/results.md)
     preference_detach_lower: bool = False
+    # L1 from the top level's output to the image's best stored PL, on the preference pass: keeps
+    # what the reward pushes up tied to a restoration the teacher actually made (0 = off)
+    anchor_weight: float = 0.0
     consistency: bool = True
     consistency_start: int = 800
     consistency_weight: float = 1.0

@@ -78,15 +78,18 @@ def test_qualiteacher_losses_all_active(tmp_path):
         assert term in text
 
 
-def test_quantile_levels_are_stored_with_the_checkpoint(tmp_path):
+def test_quantile_levels_and_anchor(tmp_path):
+    """The switches of the fixed method: levels from the bank's quantiles (cuts stored with the
+    checkpoint) and the top level anchored to the best PL (its own logged loss term)."""
     from qt_train.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
-    extra = ("method.level_quantiles=true", "train.n_real=8", "train.real_batch=4", "train.iterations=4",
-             "train.ckpt_every=4", "train.eval_every=4")
+    extra = ("method.level_quantiles=true", "method.anchor_weight=1.0", "method.preference_detach_lower=true",
+             "train.n_real=8", "train.real_batch=4", "train.iterations=4", "train.ckpt_every=4", "train.eval_every=4")
     assert main(["--config", CONFIG, "--run-dir", str(run), "--no-progress", *sets(*extra)]) == 0
     cuts = load_checkpoint(run / "last.ckpt")["level_cuts"]
     assert len(cuts) == 7 and all(0.0 <= a <= b <= 1.0 for a, b in zip(cuts, cuts[1:], strict=False))
+    assert "loss/anchor" in (run / "metrics.jsonl").read_text()
 
 
 def _run_cli(run: Path, extra: list[str], resume: bool = False) -> subprocess.Popen:

@@ -167,6 +167,10 @@ def qualiteacher_terms(student, teacher, ensemble, bank: MemoryBank, batch: Real
             r[:n], r_k, r_best, beta=m.preference_beta, delta=m.preference_delta,
             lam=m.preference_weight, b_weight=m.preference_b_weight,
         )
+        if m.anchor_weight:
+            top_pl = [max(es, key=lambda e: e.quality).pl for es in entries]  # the PL r_best is
+            best = torch.stack([p.flip(-1) if bool(batch.flips[j]) else p for j, p in enumerate(top_pl)]).to(y.device)
+            terms["anchor"] = m.anchor_weight * F.l1_loss(y[:n], best)
     if m.consistency and semi_it >= m.consistency_start:
         top_q = m.top_level if m.conditioning else None
         terms["cons"] = m.consistency_weight * cropped_consistency(
