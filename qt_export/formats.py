@@ -1,6 +1,6 @@
 """The export formats as data: one ``FormatSpec`` per format, and the option checks that read it.
 
-Why a table: adding a format is one entry (DESIGN.md extension points), and every
+Why a table: adding a format is one entry (docs/design.md, extension points), and every
 "is this combination allowed" question is answered here, before any work, with the reason —
 never an if/elif chain that logs and returns None.
 """

@@ -91,7 +91,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """QualiTeacher's pieces and their weights (METHOD.md; reference values as defaults).
+    """QualiTeacher's pieces and their weights (docs/method.md; the reference's values as defaults).
 
     The switches make the ablations: conditioning off + all PLs = Mean Teacher with multi-augment.
     """

@@ -1,5 +1,5 @@
 """Augmentations of the method: invertible geometric views for the teacher, pixel-aligned
-photometric RandAugment for the student (METHOD.md §3).
+photometric RandAugment for the student (docs/method.md §3, §6).
 
 Why the strong augmentation never moves pixels: the student's target is a pseudo-label computed
 on the weakly augmented image; any geometric op would misalign input and target.

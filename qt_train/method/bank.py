@@ -1,4 +1,4 @@
-"""Pseudo-label memory bank: the best k PLs per real image across iterations (METHOD.md §3).
+"""Pseudo-label memory bank: the best k PLs per real image across iterations (docs/method.md §3).
 
 Ranking: by ``score``, the caller's summed member scores of the PL (the reference sums the
 members' normalised scores). Ties keep what is already stored (first come, first kept), so

@@ -1,4 +1,4 @@
-"""Mean-Teacher EMA: the teacher's weights follow the student's (METHOD.md §2)."""
+"""Mean-Teacher EMA: the teacher's weights follow the student's (docs/method.md §2)."""
 
 from __future__ import annotations
 

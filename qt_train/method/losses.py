@@ -1,4 +1,4 @@
-"""The method's losses as pure functions of tensors (METHOD.md §4–§6)."""
+"""The method's losses as pure functions of tensors (docs/method.md §6)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The quality condition: an ``nn.Embedding(levels, C)`` added as a per-channel bias at the bottleneck.
 
 Why zero-initialised: a pretrained backbone starts exactly unchanged, and at initialisation the
-conditioned student equals the unconditioned teacher (METHOD.md §2).
+conditioned student equals the unconditioned teacher (docs/method.md §2).
 
 Quality forms accepted everywhere a ``quality`` is taken:
 

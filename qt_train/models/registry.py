@@ -1,4 +1,4 @@
-"""The backbone registry: one explicit line per backbone, no folder scanning (DESIGN.md).
+"""The backbone registry: one explicit line per backbone, no folder scanning (docs/design.md).
 
 To add a backbone: write a :class:`QualityConditioned` subclass with a frozen config dataclass,
 then add one line to ``BACKBONES``.

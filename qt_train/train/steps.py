@@ -73,7 +73,7 @@ def mean_teacher_terms(student, teacher, batch: RealBatch, m: MethodConfig, gen:
 
 
 def _rank_scores(scores: Any) -> torch.Tensor:
-    """The bank's ranking: the sum of normalised member scores (METHOD.md §3)."""
+    """The bank's ranking: the sum of normalised member scores (docs/method.md §3)."""
     return torch.stack(list(scores.norm.values())).sum(0)
 
 
