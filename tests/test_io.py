@@ -252,3 +252,23 @@ def test_image_size_probe(image_zoo):
 def test_paths_accept_str(image_zoo):
     assert read_image(str(image_zoo["rgb"])).shape == (48, 64, 3)
     assert isinstance(list_images(str(Path(image_zoo["rgb"]).parent))[0], Path)
+
+
+def test_png_damaged_inside_its_data_is_refused(tmp_path) -> None:
+    """Bytes flipped inside IDAT (the file keeps its length): Pillow decodes it without an error
+    into a half-black image; the reader checks the chunk CRCs and refuses it (issue: half-decoded
+    PNGs were returned)."""
+    import io as _io
+
+    from PIL import Image
+
+    from qt_train.data.io import ImageReadError, read_image
+
+    buf = _io.BytesIO()
+    Image.fromarray(np.full((128, 128, 3), 128, np.uint8)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    data[len(data) // 2 : len(data) // 2 + 20] = b"\x00" * 20
+    path = tmp_path / "damaged.png"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match="damaged PNG"):
+        read_image(path)

@@ -193,6 +193,18 @@ def _orientation(im) -> int:
         return 1
 
 
+def _verify_png(path: Path) -> None:
+    """Check every chunk's CRC: Pillow's decoder returns a partly black image, without an error,
+    when bytes inside the compressed data are damaged (a file of the right length)."""
+    from PIL import Image
+
+    with Image.open(path) as fresh:
+        try:
+            fresh.verify()
+        except SyntaxError as exc:
+            raise ImageReadError(path, f"damaged PNG ({exc}); re-export or re-copy the file") from None
+
+
 def _decode_pil(im, path: Path, max_pixels: int,
                 max_side: int | None = None) -> tuple[np.ndarray, int]:
     """Decode fully (raising on damaged data); returns (array, EXIF orientation)."""
@@ -202,13 +214,17 @@ def _decode_pil(im, path: Path, max_pixels: int,
     if w * h > max_pixels:
         raise ImageReadError(path, f"{w}x{h} is more than the {max_pixels}-pixel limit; "
                                    "downscale it first or raise max_pixels")
-    orientation = _orientation(im)
+    if im.format == "PNG":
+        _verify_png(path)
     if max_side is not None and im.format == "JPEG" and max(w, h) > max_side:
         # DCT-domain downscale by 1/2, 1/4 or 1/8 while keeping both sides >= the target:
         # memory stays proportional to the output, not the 100-megapixel original.
         scale = max_side / max(w, h)
         im.draft(im.mode, (max(1, int(w * scale)), max(1, int(h * scale))))
-    im.load()  # full decode: raises on truncated/corrupt data
+    im.load()  # full decode: raises on truncated data
+    # Orientation only after the decode: Pillow's PNG getexif() decodes the image itself, and an
+    # error swallowed there left a half-decoded image that the load above then accepted.
+    orientation = _orientation(im)
 
     # Pillow keeps only 8 bits of 16-bit colour: decode those with OpenCV (integrity already
     # checked by the load above).
