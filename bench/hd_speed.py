@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 import time
 from pathlib import Path
 
@@ -62,7 +62,10 @@ def fps(xml: Path, w: int, h: int, seconds: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("OPENVINO_TELEMETRY_OPT_OUT", "1")
+    sys.path.insert(0, str(REPO))
+    from qt_runtime import telemetry
+
+    telemetry.disable()
     from qt_train.atomic import atomic_write_text
     from qt_train.checkpoint import load_checkpoint, model_from_state
     from qt_train.models.profile import count_macs

@@ -132,6 +132,10 @@ def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> Path:
     """Export per ``opts``; returns the artifact folder. Raises GateFailed / ValueError."""
     import torch
 
+    from qt_runtime import telemetry
+
+    telemetry.disable()  # before NNCF and OpenVINO are imported
+
     from qt_train.atomic import staged_dir
 
     from . import artifact_writer as aw

@@ -258,6 +258,9 @@ def _inspect_onnx(path: Path) -> ModelInfo:
 def _inspect_onnx_via_ort(path: Path) -> ModelInfo:
     """Fallback without the ``onnx`` package: IO from ONNX Runtime (else OpenVINO), op names from
     the raw bytes (op type strings are stored verbatim in the protobuf)."""
+    from qt_runtime import telemetry
+
+    telemetry.disable()
     try:
         import onnxruntime as ort
     except ImportError:
@@ -287,6 +290,9 @@ def _inspect_onnx_via_ort(path: Path) -> ModelInfo:
 
 
 def _inspect_openvino(path: Path) -> ModelInfo:
+    from qt_runtime import telemetry
+
+    telemetry.disable()
     try:
         import openvino as ov
     except ImportError as exc:

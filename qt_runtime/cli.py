@@ -153,6 +153,9 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 the run failed, 2 bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from qt_runtime import telemetry
+
+    telemetry.disable()
     if argv and argv[0] == "build-engine":
         from qt_runtime.engine_build import build_engine_cli
 

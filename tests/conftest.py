@@ -16,6 +16,9 @@ def _slow_nncf_extension_build():
     machine the build takes longer (seen: the QAT and Q/DQ tests timed out beside a training run).
     qt-export raises the limit the same way."""
     os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
+    from qt_runtime import telemetry
+
+    telemetry.disable()  # as every entry point does: no telemetry from the test suite either
     yield
 
 

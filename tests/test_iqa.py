@@ -414,3 +414,32 @@ def test_grayscale_replicated(ens):
 def test_members_stay_in_eval_mode(ens):
     ens.train()
     assert not any(m.training for m in ens.modules())
+
+
+class _RunsCode:
+    """A pickled object whose unpickling would write a file (stands in for any payload)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code ran"))
+
+
+def test_iqa_weights_that_would_run_code_are_refused(tmp_path, monkeypatch):
+    """A cnniqa_rank.pth in $QT_IQA_WEIGHTS shadows the bundled asset; pyiqa unpickles it with
+    weights_only=False. It must be refused before pyiqa loads it, and nothing may have run."""
+    from qt_train.iqa import Ensemble
+    from qt_train.iqa.weights import UnsafeWeightsError
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "weights"
+    evil.mkdir()
+    torch.save({"params": _RunsCode(marker)}, evil / "cnniqa_rank.pth")
+    monkeypatch.setenv(WEIGHTS_ENV, str(evil))
+    with pytest.raises(UnsafeWeightsError, match="could run code"):
+        Ensemble(device="cpu")
+    assert not marker.exists()
+    # a plain state dict in the same place is accepted (the user's own weights stay usable)
+    shutil.copy(bundled_assets_dir() / "cnniqa_rank.pth", evil / "cnniqa_rank.pth")
+    Ensemble(device="cpu")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -502,3 +503,23 @@ def test_tiles_through_a_static_backend(arts):
         out = tile_infer(f, be.infer, be.input_spec.size, overlap=8, batch=be.input_spec.batch, fixed_batch=True)
     full = reference_forward(f.transpose(2, 0, 1)[None])[0].transpose(1, 2, 0)
     assert out.shape == f.shape and np.abs(out - full).mean() < 5e-3
+
+
+def test_openvino_telemetry_is_off_unless_opted_in(tmp_path):
+    """`import openvino` starts a telemetry client that writes ~/intel and sends events; every
+    project path that loads OpenVINO turns it off first (QT_OPENVINO_TELEMETRY=1 opts in)."""
+    pytest.importorskip("openvino")
+    probe = ("import sys; from pathlib import Path; from qt_runtime.artifact import ArtifactError, _inspect_openvino\n"
+             "try: _inspect_openvino(Path(sys.argv[1]))\nexcept ArtifactError: pass\n")
+    plain = "import openvino; openvino.Core()"
+    for code, opt_in, home in ((probe, None, "project"), (plain, None, "plain"), (probe, "1", "opted-in")):
+        env = {k: v for k, v in os.environ.items() if k not in ("OPENVINO_TELEMETRY_OPT_OUT", "QT_OPENVINO_TELEMETRY")}
+        env.update(HOME=str(tmp_path / home), PYTHONPATH=str(REPO))
+        if opt_in:
+            env["QT_OPENVINO_TELEMETRY"] = opt_in
+        (tmp_path / home).mkdir()
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / "missing.xml")], env=env, check=True,
+                       capture_output=True, timeout=120)
+    assert not (tmp_path / "project" / "intel").exists()
+    assert (tmp_path / "plain" / "intel").exists()  # what the library does by itself
+    assert (tmp_path / "opted-in" / "intel").exists()

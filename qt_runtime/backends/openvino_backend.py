@@ -43,6 +43,9 @@ class OpenVINOBackend(Backend):
                  num_requests: int | None = None, threads: int | None = None,
                  inference_precision: str | None = None, cache_dir: str | None = None, **options: Any) -> None:
         super().__init__(artifact, device or "CPU", **options)
+        from qt_runtime import telemetry
+
+        telemetry.disable()
         try:
             import openvino as ov
         except ImportError as exc:

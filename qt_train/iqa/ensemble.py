@@ -30,7 +30,7 @@ import torch
 from .cache import ScoreCache, image_key
 from .mapping import block_grid, block_quality_map, combine, normalise, to_level, window_starts
 from .spec import EnsembleSpec, Member, default_spec
-from .weights import no_network, resolve_weights
+from .weights import check_weights_file, no_network, resolve_weights
 
 #: Gradient share a differentiable member passes in ``reward`` where its raw score lies outside
 #: ``raw_range`` (the value stays clamped). Small, so in-range members dominate the direction.
@@ -108,6 +108,7 @@ def build_metric(
     kwargs = dict(member.options)
     path = resolve_weights(member, weights_dir)
     if path is not None:
+        check_weights_file(path)  # pyiqa unpickles with weights_only=False
         kwargs[member.weights_arg] = str(path)
     if member.differentiable:
         kwargs.setdefault("loss_reduction", "none")

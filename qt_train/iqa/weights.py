@@ -7,6 +7,13 @@ Resolution of a member's ``weights_path``:
     next to the ``qt_train`` package, installed or not; qt_train does not import calibration).
 A missing file raises FileNotFoundError naming the member, the file and every place searched.
 
+Why ``check_weights_file``: pyiqa loads member weights with ``torch.load(weights_only=False)``,
+which runs any code pickled into the file; a ``.pth`` dropped into ``$QT_IQA_WEIGHTS`` or into an
+``iqa.weights_dir`` stored in a checkpoint would run through ``qt-iqa``, ``qt-eval`` and the export
+gate. So every torch file must load with ``weights_only=True`` (tensors and plain containers only)
+before pyiqa sees it; a TorchScript archive (CLIP's) only when its SHA-256 is the one its path
+names. MATLAB and numpy files are read by loaders that run no code.
+
 Why a network guard: pyiqa constructors download weights when given none. Nothing here may
 fetch from a hub, so metrics are built with socket connections and name lookups refused; a
 metric that tries to download fails with a clear error instead.
@@ -62,6 +69,48 @@ def resolve_weights(member: Member, weights_dir: str | os.PathLike | None = None
         f"IQA member {member.name!r}: weights file {member.weights_path!r} not found (searched: {searched}). "
         f"Nothing is downloaded automatically; {FETCH_HINT}."
     )
+
+
+class UnsafeWeightsError(ValueError):
+    """A weights file that could run code when loaded."""
+
+
+_NO_CODE_SUFFIXES = (".mat", ".npz", ".json", ".txt")
+
+
+def check_weights_file(path: Path) -> None:
+    """Refuse a weights file that holds more than data (see the module docstring)."""
+    if path.suffix.lower() in _NO_CODE_SUFFIXES:
+        return
+    import pickle
+    import zipfile
+
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+        return
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as exc:
+        reason = str(exc).splitlines()[0][:160]
+    if zipfile.is_zipfile(path) and _sha256_named_by_path(path):
+        return  # a TorchScript archive whose content is the published one its path names
+    raise UnsafeWeightsError(
+        f"IQA weights {path} hold more than tensors ({reason}); loading them could run code, so they are "
+        "refused. Re-save a plain state dict (torch.save(model.state_dict(), path)) or use the bundled asset"
+    )
+
+
+def _sha256_named_by_path(path: Path) -> bool:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    tail = path.stem.rsplit("-", 1)[-1].lower()
+    named = len(tail) >= 8 and all(c in "0123456789abcdef" for c in tail) and digest.startswith(tail)
+    return named or digest in path.parts
 
 
 class NetworkBlockedError(ConnectionError):
