@@ -7,6 +7,7 @@ rewrites the model file, so it happens first and the sha256 of every file is tak
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -38,7 +39,7 @@ def gate_info(result: Any) -> GateInfo:
     return GateInfo(
         passed=result.passed, psnr_vs_fp32=round(result.psnr_vs_fp32, 3),
         score_drop=None if result.score_drop is None else round(result.score_drop, 5),
-        bounds={"min_psnr": result.bounds.min_psnr, "max_score_drop": result.bounds.max_score_drop},
+        bounds=dataclasses.asdict(result.bounds),
     )
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from qt_train.cli_common import OneLineParser, run_main
 
 from .formats import CLI_FORMATS, TARGETS
+from .gate import GateBounds
 
 PROG = "qt-export"
 
@@ -67,8 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(edge_guided: add 'guided', its guided-filter maths)")
     p.add_argument("--bias-correction", action="store_true",
                    help="INT8: enable NNCF bias correction (off by default: it lost PSNR in our measurements)")
-    p.add_argument("--min-psnr", type=float, default=38.0, help="gate: PSNR(artifact, FP32) in dB")
-    p.add_argument("--max-score-drop", type=float, default=0.02, help="gate: relative IQA score drop")
+    gate = GateBounds()  # the defaults live in the dataclass
+    p.add_argument("--min-psnr", type=float, default=gate.min_psnr, help="gate: mean PSNR(artifact, FP32) in dB")
+    p.add_argument("--min-frame-psnr", type=float, default=gate.min_frame_psnr,
+                   help="gate: PSNR(artifact, FP32) of every frame in dB")
+    p.add_argument("--max-score-drop", type=float, default=gate.max_score_drop, help="gate: relative IQA score drop")
     p.add_argument("--gate-frames", type=int, default=8)
     p.add_argument("--backend", help="qt_runtime backend for the gate (default: the format's)")
     p.add_argument("--seed", type=int, default=0)
@@ -79,7 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace):
     from .export import ExportOptions
-    from .gate import GateBounds
     from .quantize import QATOptions, parse_keep_fp
 
     if args.qat_steps < 1:
@@ -90,7 +93,8 @@ def options_from_args(args: argparse.Namespace):
         quality_input=args.quality_input, calib=tuple(args.calib), calib_frames=args.calib_frames,
         calib_iqa=not args.no_calib_iqa, cache_dir=args.cache_dir, size=args.size, dynamic=args.dynamic,
         out=args.out, force=args.force, keep_fp=parse_keep_fp(args.keep_fp), bias_correction=args.bias_correction,
-        bounds=GateBounds(min_psnr=args.min_psnr, max_score_drop=args.max_score_drop),
+        bounds=GateBounds(min_psnr=args.min_psnr, min_frame_psnr=args.min_frame_psnr,
+                          max_score_drop=args.max_score_drop),
         gate_frames=args.gate_frames, seed=args.seed, backend=args.backend,
     )
 

@@ -13,6 +13,7 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -206,7 +207,7 @@ def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> Path:
             "format": spec.name,
             "target": opts.target,
             "precision": precision,
-            "bounds": {"min_psnr": opts.bounds.min_psnr, "max_score_drop": opts.bounds.max_score_drop},
+            "bounds": dataclasses.asdict(opts.bounds),
             "candidates": {c.label: {**c.gate.to_dict(), **c.extra} for c in candidates},
             "calibration": None if calib_info is None else calib_info.__dict__,
             "gate_frames": "held-out calibration frames" if opts.calib else "synthetic",

@@ -355,3 +355,23 @@ def test_edge_guided_dynamic_export_gated_at_sizes_off_its_stride(tmp_path: Path
     # The runtime mirrors the frame out to 80x128; the model itself reflects inside: the smooth maps
     # differ slightly near the padded border, the image content is the same.
     assert np.abs(got - want).mean() < 5e-3
+
+
+@pytest.mark.parametrize("fault", ["channel_swap", "shift", "flip", "nan"])
+def test_gate_bounds_every_frame_and_refuses_non_finite(fault: str) -> None:
+    """One broken frame among eight passed a gate that bounded the mean PSNR (12.7-18 dB for the
+    broken frame); NaN output scored 100 dB. Each is now refused, naming the frame."""
+    from qt_export.gate import GateBounds, evaluate
+
+    rng = np.random.default_rng(0)
+    reference = rng.random((8, 3, 48, 64), dtype=np.float32)
+    reference = (reference + np.roll(reference, 1, axis=-1)) / 2  # some spatial correlation
+    artifact = reference + rng.normal(0, 1e-3, reference.shape).astype(np.float32)  # a good INT8 export
+    assert evaluate(reference, artifact, GateBounds(), None).passed
+    broken = artifact.copy()
+    broken[3] = {"channel_swap": lambda f: f[::-1], "shift": lambda f: np.roll(f, 4, axis=-1),
+                 "flip": lambda f: f[:, :, ::-1], "nan": lambda f: np.where(f > 0.5, np.nan, f)}[fault](broken[3])
+    result = evaluate(reference, broken, GateBounds(), None)
+    assert not result.passed
+    assert any("frame 3" in r for r in result.reasons) or any("non-finite" in r for r in result.reasons)
+    assert np.isfinite(result.psnr_vs_fp32) and result.psnr_min < 30
