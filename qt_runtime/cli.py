@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", action="store_true", help="rewind file sources at their end")
     p.add_argument("--fps", type=float, default=None, help="output frame rate (default: the source's, else 25)")
     p.add_argument("--summary", type=Path, default=None, help="write the JSON run summary here")
+    p.add_argument("--allow-ungated", action="store_true",
+                   help="run an artifact whose export gate failed or is missing (refused otherwise)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--queue-depth", type=int, default=None,
                    help="frames each stage hand-off may hold, = requests in flight (default 3)")
@@ -102,6 +104,19 @@ def _backend_options(args: argparse.Namespace, artifact, live: bool) -> dict[str
     return options
 
 
+def _check_gate(artifact, allow_ungated: bool) -> None:
+    """Run only what passed its export gate (FP32 parity on held-out frames), unless told otherwise."""
+    gate = artifact.manifest.gate
+    if gate is not None and gate.passed:
+        return
+    state = "has no export gate" if gate is None else "failed its export gate"
+    if allow_ungated:
+        print(f"{PROG}: warning: {artifact.path} {state}; running it because of --allow-ungated", file=sys.stderr)
+        return
+    raise ValueError(f"{artifact.path} {state}; re-export it with qt-export (which gates it) or pass "
+                     "--allow-ungated to run it anyway")
+
+
 def _run(args: argparse.Namespace) -> int:
     from qt_runtime.artifact import load_artifact
     from qt_runtime.backends import open_backend
@@ -114,6 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError("--max-frames must be >= 1")
     artifact = load_artifact(args.artifact)
+    _check_gate(artifact, args.allow_ungated)
     temporal = TemporalOptions(alpha_static=args.temporal_alpha) if args.temporal else None
     opts = PipelineOptions(policy=args.policy, tile_overlap=args.tile_overlap, quality=args.quality,
                            temporal=temporal, flicker=args.flicker,

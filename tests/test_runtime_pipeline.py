@@ -537,3 +537,23 @@ def test_cli_bad_input_is_one_line_and_exit_2(artifacts, small_video, tmp_path, 
     rc = main([a.format(**subst) for a in argv])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and needle in err and len(err.splitlines()) == 1 and err.startswith("qt-run")
+
+
+@pytest.mark.parametrize("gate", ["failed", "missing"])
+def test_cli_refuses_an_ungated_artifact_unless_allowed(artifacts, small_video, tmp_path, capsys, gate):
+    """An artifact whose export gate failed (or that has none) does not run by accident."""
+    import dataclasses
+    import shutil
+
+    from qt_runtime.manifest import read_manifest, write_manifest
+
+    art = tmp_path / "art"
+    shutil.copytree(artifacts["quality"], art)
+    m = read_manifest(art / "manifest.json")
+    write_manifest(art / "manifest.json", dataclasses.replace(
+        m, gate=None if gate == "missing" else dataclasses.replace(m.gate, passed=False)))
+    argv = [str(art), "--source", str(small_video), "--sink", "null", "--no-progress", "--max-frames", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "export gate" in err and "--allow-ungated" in err and len(err.strip().splitlines()) == 1
+    assert main([*argv, "--allow-ungated"]) == 0
