@@ -101,10 +101,14 @@ def load_artifact(path: str | os.PathLike[str], *, verify_hashes: bool = True) -
     where = f"artifact {root}"
     for name in manifest.files:
         f = root / name
+        if Path(name).is_absolute() or ".." in Path(name).parts or f.is_symlink():
+            raise ArtifactError(f"{where}: file '{name}' is a link or lies outside the folder; an artifact holds "
+                                "its own files — copy them in (cp -L) or re-export")
         if not f.is_file():
             raise ArtifactError(f"{where}: file '{name}' listed in the manifest is missing; "
                                 "copy the whole artifact folder or re-export it")
     _check_format_files(manifest, where)
+    _check_loaded_files(root, manifest, where)
     if verify_hashes:
         for name in manifest.files:
             digest = sha256_file(root / name)
@@ -123,6 +127,47 @@ def _check_format_files(m: Manifest, where: str) -> None:
         raise ArtifactError(f"{where}: format 'openvino' needs model.xml and model.bin in 'files', got {list(m.files)}")
     if m.format in ("onnx", "onnx_qdq") and ".onnx" not in suffixes:
         raise ArtifactError(f"{where}: format {m.format!r} needs a .onnx file in 'files', got {list(m.files)}")
+
+
+def weights_file(m: Manifest) -> str | None:
+    """The listed weights file OpenVINO must read with the IR (``<stem>.bin`` of the .xml)."""
+    if m.format != "openvino":
+        return None
+    return Path(m.model_file).with_suffix(".bin").as_posix()
+
+
+def onnx_external_data(path: Path) -> list[str]:
+    """File names an ONNX model's tensors keep their data in (``external_data`` ``location``
+    entries), read from the protobuf bytes: a runtime-only install has no ``onnx`` package. The
+    entry is a ``StringStringEntryProto`` {1: "location", 2: <name>}, encoded exactly so."""
+    raw = path.read_bytes()
+    key = b"\n\x08location\x12"
+    names, i = [], raw.find(key)
+    while i >= 0:
+        j, length, shift = i + len(key), 0, 0
+        while j < len(raw):  # varint length of the value
+            byte = raw[j]
+            length |= (byte & 0x7F) << shift
+            j, shift = j + 1, shift + 7
+            if not byte & 0x80:
+                break
+        names.append(raw[j : j + length].decode("utf-8", "replace"))
+        i = raw.find(key, j + length)
+    return sorted(set(names))
+
+
+def _check_loaded_files(root: Path, m: Manifest, where: str) -> None:
+    """Every byte a backend will read must be a listed (hashed) file: OpenVINO reads ``<stem>.bin``
+    beside the .xml whatever the manifest lists, ONNX Runtime reads external data by the names in
+    the model."""
+    listed = set(m.files)
+    needed = [weights_file(m)] if m.format == "openvino" else []
+    if m.model_file.endswith(".onnx"):
+        needed += onnx_external_data(root / m.model_file)
+    for name in needed:
+        if name not in listed:
+            raise ArtifactError(f"{where}: the model reads '{name}', which the manifest does not list (so its "
+                                "bytes are not hashed); re-export the artifact")
 
 
 def check_model_against_manifest(m: Manifest, info: ModelInfo, where: str) -> None:

@@ -523,3 +523,63 @@ def test_openvino_telemetry_is_off_unless_opted_in(tmp_path):
     assert not (tmp_path / "project" / "intel").exists()
     assert (tmp_path / "plain" / "intel").exists()  # what the library does by itself
     assert (tmp_path / "opted-in" / "intel").exists()
+
+
+# ----------------------------------------------------------------------------- bytes bound to the manifest
+def test_openvino_weights_beside_a_listed_decoy_are_refused(tmp_path):
+    """OpenVINO reads <stem>.bin beside the .xml whatever the manifest lists: a tampered model.bin
+    next to a hashed decoy ran with exit 0. The .bin it reads must be the listed one."""
+    import dataclasses
+
+    art = make_onnx_artifact(tmp_path / "a", fmt="openvino")
+    (art / "decoy.bin").write_bytes((art / "model.bin").read_bytes())
+    with open(art / "model.bin", "r+b") as fh:  # tamper with the weights OpenVINO would load
+        fh.seek(64)
+        fh.write(b"\x7f" * 16)
+    m = read_manifest(art)
+    files = tuple("decoy.bin" if f == "model.bin" else f for f in m.files)
+    write_manifest(art, dataclasses.replace(m, files=files, sha256={f: sha256_file(art / f) for f in files}))
+    with pytest.raises(ArtifactError, match="reads 'model.bin', which the manifest does not list"):
+        load_artifact(art)
+
+
+def test_listed_file_that_is_a_symlink_is_refused(tmp_path):
+    art = make_onnx_artifact(tmp_path / "a")
+    outside = tmp_path / "elsewhere.onnx"
+    (art / "model.onnx").rename(outside)
+    (art / "model.onnx").symlink_to(outside)
+    with pytest.raises(ArtifactError, match="is a link or lies outside the folder"):
+        load_artifact(art)
+
+
+def test_unlisted_onnx_external_data_is_refused(tmp_path):
+    """ONNX Runtime loads external tensor data by the file names inside the model; a model whose
+    weights live in an unlisted file is refused (its bytes would not be hashed)."""
+    onnx = pytest.importorskip("onnx")
+    art = make_onnx_artifact(tmp_path / "a")
+    model = onnx.load(str(art / "model.onnx"))
+    onnx.save_model(model, str(art / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.data", size_threshold=0)
+    _rehash(art)
+    from qt_runtime.artifact import onnx_external_data
+
+    assert onnx_external_data(art / "model.onnx") == ["weights.data"]
+    with pytest.raises(ArtifactError, match="reads 'weights.data'"):
+        load_artifact(art)
+
+
+def test_tensorrt_engine_bytes_are_checked_against_their_sidecar(tmp_path, arts):
+    """`engine_sha256` was written at build time but never checked: a swapped engine ran."""
+    import hashlib
+
+    from qt_runtime.backends.tensorrt_backend import check_engine
+
+    art = load_artifact(arts["qdq"])
+    m = art.manifest
+    data = b"serialized engine bytes"
+    facts = {"engine_sha256": hashlib.sha256(data).hexdigest(), "source_sha256": m.sha256[m.model_file]}
+    check_engine(tmp_path / "model.engine", data, facts, art)
+    with pytest.raises(ArtifactError, match="sha256 differs"):
+        check_engine(tmp_path / "model.engine", data + b"!", facts, art)
+    with pytest.raises(ArtifactError, match="built from a different"):
+        check_engine(tmp_path / "model.engine", data, {**facts, "source_sha256": "0" * 64}, art)

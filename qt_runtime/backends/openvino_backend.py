@@ -73,7 +73,11 @@ class OpenVINOBackend(Backend):
         if cache_dir:
             self._core.set_property({"CACHE_DIR": str(cache_dir)})
         self._num_requests = num_requests
-        self._model = self._core.read_model(str(artifact.model_path))
+        from qt_runtime.artifact import weights_file
+
+        weights = weights_file(artifact.manifest)  # the listed, hashed .bin; never a file found by name
+        self._model = (self._core.read_model(str(artifact.model_path), str(artifact.path / weights))
+                       if weights else self._core.read_model(str(artifact.model_path)))
         # Remember this before the first reshape makes the model look static.
         self._dynamic = self._model.input(self._spec.name).get_partial_shape().is_dynamic
         self._frame_model: Any = None  # self._model with uint8 NHWC pre/post-processing, built on demand

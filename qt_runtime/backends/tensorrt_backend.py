@@ -102,6 +102,21 @@ class _Slot:
         self.context = None
 
 
+def check_engine(engine: Path, data: bytes, facts: dict, artifact: Artifact) -> None:
+    """The engine's bytes are the ones its sidecar hashed when ``build-engine`` wrote them, and it
+    was built from this artifact's model file. (An engine is code for the GPU: a swapped file must
+    not run.)"""
+    import hashlib
+
+    if facts.get("engine_sha256") != hashlib.sha256(data).hexdigest():
+        raise ArtifactError(f"{engine}: its sha256 differs from the one recorded when it was built (changed or "
+                            f"corrupted); rebuild: qt-run build-engine {artifact.path}")
+    m = artifact.manifest
+    if facts.get("source_sha256") != m.sha256[m.model_file]:
+        raise ArtifactError(f"{engine}: built from a different {m.model_file} than this artifact's; "
+                            f"rebuild: qt-run build-engine {artifact.path}")
+
+
 class TensorRTBackend(Backend):
     """Options: ``engine`` (explicit engine path; default: the one for this GPU/TensorRT next to
     the artifact), ``num_streams`` (contexts for ``infer_async``, default 2)."""
@@ -125,10 +140,11 @@ class TensorRTBackend(Backend):
             raise ArtifactError(
                 f"artifact {artifact.path}: no TensorRT engine for this machine ({path.name}; TensorRT "
                 f"{trt.__version__}, {self._gpu}); build it here: qt-run build-engine {artifact.path}")
-        self._check_sidecar(path, required=engine is None)
+        data = path.read_bytes()  # hashed and deserialised from the same bytes
+        self._check_sidecar(path, data, required=engine is None)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        self._engine = self._runtime.deserialize_cuda_engine(data)
         if self._engine is None:
             raise ArtifactError(f"{path}: TensorRT could not load the engine (built by another TensorRT "
                                 f"version or GPU?); rebuild: qt-run build-engine {artifact.path}")
@@ -148,18 +164,14 @@ class TensorRTBackend(Backend):
         self._inflight = threading.BoundedSemaphore(2 * len(self._slots))
         self._lock = threading.Lock()
 
-    def _check_sidecar(self, engine: Path, required: bool) -> None:
+    def _check_sidecar(self, engine: Path, data: bytes, required: bool) -> None:
         side = sidecar_path(engine)
         if not side.is_file():
             if required:
                 raise ArtifactError(f"{engine}: sidecar {side.name} is missing, so the engine cannot be tied to "
                                     f"this artifact; rebuild: qt-run build-engine {self.artifact.path}")
             return
-        facts = json.loads(side.read_text())
-        m = self.artifact.manifest
-        if facts.get("source_sha256") != m.sha256[m.model_file]:
-            raise ArtifactError(f"{engine}: built from a different {m.model_file} than this artifact's; "
-                                f"rebuild: qt-run build-engine {self.artifact.path}")
+        check_engine(engine, data, json.loads(side.read_text()), self.artifact)
 
     def _run(self, batch: np.ndarray, quality: np.ndarray | None) -> np.ndarray:
         cuda_check(self._cudart.cudaSetDevice(self._index))  # the current device is per thread
