@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -177,11 +178,23 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "manifest") -> Manifest:
-        """Parse and validate; every problem is one :class:`ArtifactError` naming ``where``."""
+        """Parse and validate by type and meaning; every problem is one :class:`ArtifactError`
+        naming ``where`` (fuzzed manifests: ``tests/test_fuzz.py``)."""
+        try:
+            return cls._parse(d, where)
+        except ArtifactError:
+            raise
+        except (TypeError, ValueError, AttributeError, KeyError, OverflowError, RecursionError) as exc:
+            # a shape no explicit check below anticipated: still the project's error, never a traceback
+            raise ArtifactError(f"{where}: malformed manifest ({type(exc).__name__}: {str(exc)[:120]}); "
+                                "re-export the artifact") from None
+
+    @classmethod
+    def _parse(cls, d: Mapping[str, Any], where: str) -> Manifest:
         if not isinstance(d, Mapping):
             raise ArtifactError(f"{where}: expected a JSON object, got {type(d).__name__}")
         version = d.get("schema_version")
-        if not isinstance(version, int) or isinstance(version, bool):
+        if not _is_int(version):
             raise ArtifactError(f"{where}: 'schema_version' missing or not an integer ({version!r})")
         if version > SCHEMA_VERSION:
             raise ArtifactError(
@@ -195,10 +208,30 @@ class Manifest:
                 raise ArtifactError(f"{where}: required key '{ctx}{key}' is missing; re-export the artifact")
             return m[key]
 
+        def text(key: str, m: Mapping[str, Any] = d, ctx: str = "", default: str | None = None) -> str:
+            value = need(key, m, ctx) if default is None else m.get(key, default)
+            if not isinstance(value, str) or (default is None and not value):
+                raise ArtifactError(f"{where}: '{ctx}{key}' must be a non-empty string, got {value!r}")
+            return value
+
+        def integer(key: str, m: Mapping[str, Any], ctx: str, lo: int, default: int | None = None) -> int:
+            value = need(key, m, ctx) if default is None else m.get(key, default)
+            if not _is_int(value) or value < lo:
+                raise ArtifactError(f"{where}: '{ctx}{key}' must be an integer >= {lo}, got {value!r}")
+            return value
+
         def choice(key: str, options: tuple[str, ...]) -> str:
             value = need(key)
-            if value not in options:
+            if not isinstance(value, str) or value not in options:
                 raise ArtifactError(f"{where}: '{key}' is {value!r}; expected one of {list(options)}")
+            return value
+
+        def section(key: str, required: bool = True) -> Mapping[str, Any] | None:
+            value = need(key) if required else d.get(key)
+            if value is None and not required:
+                return None
+            if not isinstance(value, Mapping):
+                raise ArtifactError(f"{where}: '{key}' must be an object, got {type(value).__name__}")
             return value
 
         fmt = choice("format", FORMATS)
@@ -208,65 +241,96 @@ class Manifest:
         sha = need("sha256")
         if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
             raise ArtifactError(f"{where}: 'files' must be a non-empty list of file names")
+        if len(set(files)) != len(files):
+            raise ArtifactError(f"{where}: 'files' lists a file twice: {files}")
         if not isinstance(sha, Mapping) or set(sha) != set(files):
             raise ArtifactError(
-                f"{where}: 'sha256' must name exactly the files in 'files' {files}; got {sorted(sha or {})}")
+                f"{where}: 'sha256' must name exactly the files in 'files' {files}; "
+                f"got {sorted(map(str, sha)) if isinstance(sha, Mapping) else type(sha).__name__}")
         for name in files:
-            if Path(name).name != name:
+            if not name or name in (".", "..") or Path(name).name != name:
                 raise ArtifactError(f"{where}: file name {name!r} must be a plain name inside the artifact")
+            digest = sha[name]
+            if not isinstance(digest, str) or len(digest) != 64 or any(c not in _HEX for c in digest.lower()):
+                raise ArtifactError(f"{where}: 'sha256' of {name!r} must be 64 hex digits, got {digest!r}")
 
-        inp_d, out_d, q_d = need("input"), need("output"), need("quality")
-        for key, sub in (("input", inp_d), ("output", out_d), ("quality", q_d)):
-            if not isinstance(sub, Mapping):
-                raise ArtifactError(f"{where}: '{key}' must be an object")
+        inp_d, out_d, q_d = section("input"), section("output"), section("quality")
         size = inp_d.get("size")
         if size is not None and (not isinstance(size, list) or len(size) != 2
-                                 or not all(isinstance(s, int) and s > 0 for s in size)):
-            raise ArtifactError(f"{where}: 'input.size' must be [H, W] of positive ints or null, got {size!r}")
+                                 or not all(_is_int(s) and 0 < s <= MAX_SIDE for s in size)):
+            raise ArtifactError(f"{where}: 'input.size' must be [H, W] of ints in 1..{MAX_SIDE} or null, got {size!r}")
+        multiple = integer("multiple", inp_d, "input.", 1, default=1)
+        if multiple > MAX_SIDE:
+            raise ArtifactError(f"{where}: 'input.multiple' {multiple} is larger than any frame")
         inp = InputInfo(
-            name=need("name", inp_d, "input."), layout=inp_d.get("layout", "NCHW"),
-            color=inp_d.get("color", "RGB"), range=_range(inp_d.get("range", [0, 1]), where, "input"),
-            dtype=inp_d.get("dtype", "float32"), size=tuple(size) if size else None,
-            multiple=int(inp_d.get("multiple", 1) or 1))
+            name=text("name", inp_d, "input."), layout=text("layout", inp_d, "input.", "NCHW"),
+            color=text("color", inp_d, "input.", "RGB"), range=_range(inp_d.get("range", [0, 1]), where, "input"),
+            dtype=text("dtype", inp_d, "input.", "float32"), size=tuple(size) if size else None, multiple=multiple)
         out = OutputInfo(
-            name=need("name", out_d, "output."), layout=out_d.get("layout", "NCHW"),
-            color=out_d.get("color", "RGB"), range=_range(out_d.get("range", [0, 1]), where, "output"),
-            dtype=out_d.get("dtype", "float32"))
+            name=text("name", out_d, "output."), layout=text("layout", out_d, "output.", "NCHW"),
+            color=text("color", out_d, "output.", "RGB"), range=_range(out_d.get("range", [0, 1]), where, "output"),
+            dtype=text("dtype", out_d, "output.", "float32"))
         for info, key in ((inp, "input"), (out, "output")):
             if info.layout != "NCHW" or info.color not in ("RGB", "BGR") or info.dtype != "float32":
                 raise ArtifactError(f"{where}: '{key}' must be NCHW float32 with color RGB or BGR "
                                     f"(got {info.layout} {info.color} {info.dtype})")
         mode = need("mode", q_d, "quality.")
-        levels = int(need("levels", q_d, "quality."))
+        levels = integer("levels", q_d, "quality.", 2)
         if mode == "folded":
-            quality = QualityInfo(mode="folded", levels=levels, level=need("level", q_d, "quality."))
+            level = _level(need("level", q_d, "quality."), levels, where, "quality.level")
+            quality = QualityInfo(mode="folded", levels=levels, level=level)
         elif mode == "input":
             quality = QualityInfo(mode="input", levels=levels, level=None,
-                                  input_name=need("input_name", q_d, "quality."),
-                                  default=need("default", q_d, "quality."))
+                                  input_name=text("input_name", q_d, "quality."),
+                                  default=_level(need("default", q_d, "quality."), levels, where, "quality.default"))
         else:
             raise ArtifactError(f"{where}: 'quality.mode' is {mode!r}; expected one of {list(QUALITY_MODES)}")
 
-        cal_d = d.get("calibration")
+        cal_d = section("calibration", required=False)
         calibration = None if cal_d is None else CalibrationInfo(
-            hash=need("hash", cal_d, "calibration."), frames=int(need("frames", cal_d, "calibration.")),
+            hash=text("hash", cal_d, "calibration."), frames=integer("frames", cal_d, "calibration.", 1),
             source=str(cal_d.get("source", "")))
-        gate_d = d.get("gate")
-        gate = None if gate_d is None else GateInfo(
-            passed=bool(need("passed", gate_d, "gate.")), psnr_vs_fp32=gate_d.get("psnr_vs_fp32"),
-            score_drop=gate_d.get("score_drop"), bounds=dict(gate_d.get("bounds") or {}))
+        if precision == "int8" and calibration is None:
+            raise ArtifactError(f"{where}: an int8 artifact must record its 'calibration'; re-export it")
+        gate_d = section("gate", required=False)
+        gate = None
+        if gate_d is not None:
+            passed = need("passed", gate_d, "gate.")
+            numbers = {k: gate_d.get(k) for k in ("psnr_vs_fp32", "score_drop")}
+            bounds = gate_d.get("bounds") or {}
+            if not isinstance(passed, bool) or not isinstance(bounds, Mapping) or not all(
+                    v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in numbers.values()):
+                raise ArtifactError(f"{where}: 'gate' must hold passed (true/false), numbers and a bounds object")
+            gate = GateInfo(passed=passed, bounds=dict(bounds), **numbers)
         known = {"schema_version", "toolkit_version", "arch", "task", "format", "target", "files", "sha256",
                  "input", "output", "precision", "quality", "calibration", "gate", "created"}
         return cls(
             schema_version=version, toolkit_version=str(d.get("toolkit_version", "")),
-            arch=str(need("arch")), task=str(need("task")), format=fmt, target=target,
+            arch=text("arch"), task=text("task"), format=fmt, target=target,
             files=tuple(files), sha256=dict(sha), input=inp, output=out, precision=precision,
             quality=quality, calibration=calibration, gate=gate, created=str(d.get("created", "")),
             extra={k: v for k, v in d.items() if k not in known})
 
 
+_HEX = frozenset("0123456789abcdef")
+#: No camera frame is larger; bounds sizes and multiples read from a manifest.
+MAX_SIDE = 16384
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _level(value: Any, levels: int, where: str, key: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= levels - 1:
+        raise ArtifactError(f"{where}: '{key}' must be a number in [0, {levels - 1}], got {value!r}")
+    return int(value) if float(value).is_integer() else float(value)
+
+
 def _range(value: Any, where: str, key: str) -> tuple[float, float]:
-    if not isinstance(value, (list, tuple)) or len(value) != 2 or not value[0] < value[1]:
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+            or not value[0] < value[1]):
         raise ArtifactError(f"{where}: '{key}.range' must be [low, high] with low < high, got {value!r}")
     return (float(value[0]), float(value[1]))
 
@@ -280,8 +344,8 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
         raise ArtifactError(f"{p}: no manifest found; is this an artifact folder written by qt-export?")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{p}: manifest is not readable JSON ({exc}); re-export the artifact") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ArtifactError(f"{p}: manifest is not readable JSON ({type(exc).__name__}); re-export the artifact") from None
     return Manifest.from_dict(data, where=str(p))
 
 

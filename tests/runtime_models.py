@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from qt_runtime.manifest import (
+    CalibrationInfo,
     GateInfo,
     InputInfo,
     Manifest,
@@ -126,6 +127,7 @@ def make_manifest(files: tuple[str, ...], sha256: dict[str, str], *, fmt: str, s
         output=OutputInfo(name="output"), quality=quality,
         target="desktop-gpu" if fmt == "onnx_qdq" else "cpu",
         gate=GateInfo(passed=True, psnr_vs_fp32=99.0, score_drop=0.0, bounds={}),
+        calibration=CalibrationInfo(hash="0" * 16, frames=8, source="tests") if precision == "int8" else None,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         toolkit_version="test")
 

@@ -141,7 +141,11 @@ def test_shape_and_name_mismatches(tmp_path, case, match):
 
 def test_precision_mismatches(tmp_path):
     fp32 = make_onnx_artifact(tmp_path / "fp32")
+    calibration = {"hash": "0" * 16, "frames": 8, "source": "tests"}
     _edit_manifest(fp32, precision="int8")
+    with pytest.raises(ArtifactError, match="int8 artifact must record its 'calibration'"):
+        load_artifact(fp32)
+    _edit_manifest(fp32, calibration=calibration)
     with pytest.raises(ArtifactError, match="int8 but the model has no quantize ops"):
         load_artifact(fp32)
     _edit_manifest(fp32, precision="fp16")
@@ -152,7 +156,7 @@ def test_precision_mismatches(tmp_path):
     with pytest.raises(ArtifactError, match=r"fp32 but the model contains \['DequantizeLinear', 'QuantizeLinear'\]"):
         load_artifact(qdq)
     ov = make_onnx_artifact(tmp_path / "ov", fmt="openvino")
-    _edit_manifest(ov, precision="int8")
+    _edit_manifest(ov, precision="int8", calibration=calibration)
     with pytest.raises(ArtifactError, match="no quantize ops"):
         load_artifact(ov)
 
