@@ -3,7 +3,8 @@
 A checkpoint is a plain dict of tensors and Python primitives, so it loads with
 `torch.load(weights_only=True)` (no arbitrary unpickling). It is written to a temporary file in
 the same folder and renamed over the target, so a crash or SIGKILL mid-write leaves the previous
-checkpoint intact.
+checkpoint intact. It carries a SHA-256 of its content (every tensor's bytes and every value, in
+key order), checked on load: flipped bytes inside a tensor load without any error from torch.
 """
 
 from __future__ import annotations
@@ -21,16 +22,68 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message says which file and what to do."""
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Atomically write `state` (plus format tags) to `path`."""
+def content_digest(obj: Any) -> str:
+    """SHA-256 of a checkpoint's content: keys in sorted order, tensors by dtype, shape and bytes."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+
+    def feed(o: Any) -> None:
+        if isinstance(o, torch.Tensor):
+            t = o.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(o, dict):
+            h.update(b"D%d" % len(o))
+            for k in sorted(o, key=repr):
+                h.update(repr(k).encode())
+                feed(o[k])
+        elif isinstance(o, (list, tuple)):
+            h.update(b"L%d" % len(o))
+            for v in o:
+                feed(v)
+        else:
+            h.update(repr(o).encode())
+
+    feed(obj)
+    return h.hexdigest()
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any], keep: int = 0) -> Path:
+    """Atomically write `state` (plus format tags and its content hash) to `path`.
+
+    ``keep`` > 0 also keeps the last ``keep`` versions in ``<path stem>-history/`` (hard links to
+    the files ``path`` pointed to, so keeping them costs no copy).
+    """
     import torch
 
     from qt_train.atomic import atomic_write_bytes
 
+    tagged = {"format": FORMAT, "version": VERSION, **state}
+    tagged["content_sha256"] = content_digest(tagged)
     buf = io.BytesIO()
-    torch.save({"format": FORMAT, "version": VERSION, **state}, buf)
+    torch.save(tagged, buf)
+    path = Path(path)
     atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+    if keep > 0:
+        _keep_history(path, int(state.get("iteration", 0)), keep)
+    return path
+
+
+def history_dir(path: Path) -> Path:
+    return path.with_name(f"{path.stem}-history")
+
+
+def _keep_history(path: Path, iteration: int, keep: int) -> None:
+    hist = history_dir(path)
+    hist.mkdir(exist_ok=True)
+    link = hist / f"iter-{iteration:08d}{path.suffix}"
+    link.unlink(missing_ok=True)
+    os.link(path, link)
+    for old in sorted(hist.glob(f"iter-*{path.suffix}"))[:-keep]:
+        old.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path, expect_arch: str | None = None) -> dict[str, Any]:
@@ -64,6 +117,13 @@ def load_checkpoint(path: str | Path, expect_arch: str | None = None) -> dict[st
         if isinstance(inner, dict):
             return {"model": inner}
         raise CheckpointError(f"checkpoint {path} is not a qualiteacher-edge checkpoint nor a state dict")
+    if "content_sha256" in state:
+        stored = state.pop("content_sha256")
+        if content_digest(state) != stored:
+            earlier = history_dir(path)
+            hint = f" (earlier ones: {earlier}/)" if earlier.is_dir() else ""
+            raise CheckpointError(f"checkpoint {path} is corrupt: its content does not match the hash written with "
+                                  f"it — use an earlier checkpoint{hint}")
     if state.get("version", 0) > VERSION:
         raise CheckpointError(
             f"checkpoint {path} has format version {state['version']}, newer than this toolkit's {VERSION} — upgrade"

@@ -292,3 +292,15 @@ def save_run_record(run_dir: str | Path, cfg: Any, argv: Sequence[str], append: 
     command = run_dir / "command.txt"
     before = command.read_text() if append and command.is_file() else ""
     atomic_write_text(command, before + shlex.join(list(argv)) + "\n")
+
+
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts (added or removed too)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b, name = old.get(key), new.get(key), f"{prefix}{key}"
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += changed_keys(a, b, f"{name}.")
+        elif key not in old or key not in new or a != b:
+            out.append(name)
+    return out

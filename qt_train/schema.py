@@ -78,6 +78,7 @@ class TrainConfig:
     log_every: int = 20
     eval_every: int = 500
     ckpt_every: int = 250
+    keep_checkpoints: int = 3  # earlier checkpoints kept in last-history/ (hard links; 0 = only last.ckpt)
     image_every: int = 500  # TensorBoard image grids
     threads: int = 0  # torch threads; 0 keeps torch's default
     device: str = "cpu"

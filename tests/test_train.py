@@ -201,6 +201,39 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path, capsys):
     assert code == 2 and "edge_unet" in err and "key" in err
 
 
+def test_flipped_bytes_in_a_checkpoint_are_caught_and_history_is_kept(tmp_path):
+    """64 bytes flipped inside a tensor load without any error from torch; the content hash
+    catches them, and the earlier checkpoints kept beside last.ckpt are still good."""
+    from qt_train.checkpoint import CheckpointError, history_dir, load_checkpoint, save_checkpoint
+
+    path = tmp_path / "last.ckpt"
+    for it in range(1, 6):
+        save_checkpoint(path, {"iteration": it, "model": {"w": torch.full((4096,), float(it))}}, keep=3)
+    kept = sorted(p.name for p in history_dir(path).iterdir())
+    assert kept == ["iter-00000003.ckpt", "iter-00000004.ckpt", "iter-00000005.ckpt"]
+    data = bytearray(path.read_bytes())
+    i = data.find(torch.full((4096,), 5.0).numpy().tobytes()[:64])
+    assert i > 0
+    data[i + 1000 : i + 1064] = bytes(b ^ 0xFF for b in data[i + 1000 : i + 1064])
+    path.write_bytes(bytes(data))
+    torch.load(path, weights_only=True)  # torch itself does not notice
+    with pytest.raises(CheckpointError, match="content does not match the hash"):
+        load_checkpoint(path)
+    assert load_checkpoint(history_dir(path) / "iter-00000004.ckpt")["iteration"] == 4
+
+
+def test_resume_with_another_config_is_refused_naming_the_key(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["--config", CONFIG, "--run-dir", str(run), "--no-progress", *sets()]) == 0
+    code = main(["--config", CONFIG, "--run-dir", str(run), "--resume", "--no-progress",
+                 *sets("train.method=mean_teacher", "seed=3", "train.iterations=4")])
+    err = capsys.readouterr().err
+    assert code == 2 and "seed" in err and "train.method" in err and "--resume-override" in err
+    assert "train.iterations" not in err  # extending a run is allowed
+    assert main(["--config", CONFIG, "--run-dir", str(run), "--resume", "--no-progress",
+                 *sets("train.iterations=4")]) == 0
+
+
 def test_truncated_checkpoint_is_refused_and_files_untouched(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()

@@ -27,14 +27,18 @@ def _body(argv: Sequence[str] | None) -> int:
     add_config_args(parser)
     parser.add_argument("--run-dir", type=Path, help="run folder (default: OUT/TASK-METHOD from the config)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from last.ckpt")
+    parser.add_argument("--resume-override", action="store_true",
+                        help="with --resume: continue even though the config differs from the checkpoint's")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to the run folder)")
     args = parser.parse_args(argv)
     if args.config is None:
         raise ValueError("--config is required, e.g. --config configs/dehaze.yaml")
     cfg = load_run_config(args.config, args.overrides)
     run_dir = args.run_dir or Path(cfg.out) / f"{cfg.task}-{cfg.train.method}"
+    if args.resume_override and not args.resume:
+        raise ValueError("--resume-override only applies with --resume")
     last = train(cfg, run_dir, resume=args.resume, argv=[PROG, *argv], source=args.config,
-                 progress=not args.no_progress)
+                 progress=not args.no_progress, resume_override=args.resume_override)
     print(f"done: {last}")
     return 0
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from qt_train.config import to_dict
+from qt_train.config import changed_keys, to_dict
 from qt_train.method.levels import quantile_cuts
 from qt_train.schema import RunConfig, degradation_params, model_options
 from qt_train.train.distributed import (
@@ -78,18 +78,25 @@ def restore_rng(states: dict[str, Any]) -> None:
     random.setstate((py[0], tuple(states["python"]), py[2]))
 
 
+#: Settings a resumed run may change (the budget and the logging); any other change to the
+#: config of a checkpoint is refused unless ``resume_override``: a resumed run with another
+#: method, seed or batch would silently be a different experiment.
+RESUMABLE = ("out", "train.iterations", "train.log_every", "train.eval_every", "train.ckpt_every",
+             "train.image_every", "train.keep_checkpoints", "train.threads", "train.device")
+
+
 def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, argv: list[str] | None = None,
-          source: str = "<config>", progress: bool = True) -> Path:
+          source: str = "<config>", progress: bool = True, resume_override: bool = False) -> Path:
     """Train as `cfg` says into `run_dir`; returns the path of the final checkpoint."""
     d = setup(cfg.train.device)
     try:
-        return _train(cfg, Path(run_dir), resume, argv or [], source, progress, d)
+        return _train(cfg, Path(run_dir), resume, argv or [], source, progress, d, resume_override)
     finally:
         teardown(d)
 
 
 def _train(cfg: RunConfig, run_dir: Path, resume: bool, argv: list[str], source: str, progress: bool,
-           d: Dist) -> Path:
+           d: Dist, resume_override: bool = False) -> Path:
     from qt_train.checkpoint import load_checkpoint, save_checkpoint
     from qt_train.config import save_run_record
     from qt_train.method.bank import MemoryBank
@@ -110,6 +117,11 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, argv: list[str], source:
     if not resume and last.exists():
         raise FileExistsError(f"{run_dir} already holds a run — pass --resume to continue it or choose another --run-dir")
     state = load_checkpoint(last, expect_arch=cfg.model.arch) if resume else None
+    if state is not None and "config" in state:
+        changed = [k for k in changed_keys(state["config"], to_dict(cfg)) if k not in RESUMABLE]
+        if changed and not resume_override:
+            raise ValueError(f"--resume: the config differs from {last}'s in {', '.join(changed[:6])} — resume "
+                             "with the run's own settings, or pass --resume-override to continue anyway")
     init = load_checkpoint(t.init, expect_arch=cfg.model.arch) if (t.init and not resume) else None
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -162,7 +174,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, argv: list[str], source:
             q = torch.tensor([e["quality"] for es in merged["entries"].values() for e in es], dtype=torch.float64)
             found = quantile_cuts(q, ensemble.spec.levels)
             cuts = None if found is None else found.tolist()
-        save_checkpoint(last, {
+        save_checkpoint(last, keep=t.keep_checkpoints, state={
             "arch": cfg.model.arch, "arch_config": to_dict(arch_cfg), "task": cfg.task, "method": t.method,
             "iteration": it_done, "stage": "base" if it_done <= base_iters else "semi",
             "model": student.state_dict(), "ema": teacher.state_dict(), "optimizer": opt.state_dict(),
