@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--read-timeout", type=float, default=2.0, help="seconds without data before a reconnect")
     p.add_argument("--decode-threads", type=int, default=None,
                    help="FFmpeg decoder threads for files and URLs (default: FFmpeg's; 1 saves CPU on small machines)")
+    p.add_argument("--force", action="store_true", help="replace an existing output video")
     p.add_argument("--codec", choices=("ffmpeg", "opencv"), default=None,
                    help="video file writer (default: ffmpeg H.264 when available, else OpenCV)")
     return p
@@ -144,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         backend = open_backend(artifact, args.backend, args.device, **_backend_options(args, artifact, source.live))
         pipeline = Pipeline(source, backend, None, opts)  # validates --quality before a sink opens
-        sink = open_sink(args.sink, SinkOptions(fps=args.fps or source.fps or 25.0, codec=args.codec,
+        sink = open_sink(args.sink, SinkOptions(fps=args.fps or source.fps or 25.0, codec=args.codec, force=args.force,
                                                 on_key=pipeline.quality.handle_key))
         pipeline.sink = sink
         previous = _install_signals(pipeline.stop)

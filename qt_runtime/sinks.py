@@ -43,7 +43,8 @@ class SinkOptions:
     """``fps``: frame rate written into files/streams (from the source, else 25). ``crf``: H.264
     quality (lower is better, 18 is visually lossless). ``jpeg_quality``: MJPEG stream quality.
     ``codec``: force ``"ffmpeg"`` or ``"opencv"`` for video files (default: ffmpeg when available).
-    ``on_key``: called with each key pressed in the window (quality knob, quit)."""
+    ``on_key``: called with each key pressed in the window (quality knob, quit). ``force``:
+    replace an existing output video (refused otherwise)."""
 
     fps: float = 25.0
     crf: int = 20
@@ -52,6 +53,7 @@ class SinkOptions:
     window_name: str = "qt-run: original | restored"
     image_ext: str = ".png"
     on_key: Callable[[int], None] | None = None
+    force: bool = False
 
 
 class Sink(Protocol):
@@ -136,6 +138,11 @@ class VideoFileSink:
         self.opts = opts
         if not self.path.parent.exists():
             raise SinkError(f"folder {self.path.parent} for sink {spec!r} does not exist")
+        if self.path.exists() and not opts.force:
+            raise SinkError(f"{self.path} already exists; pass --force to replace it or choose another --sink")
+        # Frames go to a temporary name beside the target, renamed over it on close: an
+        # interrupted run never leaves a half-written file under the name asked for.
+        self.partial = self.path.with_name(f".{self.path.stem}.{os.getpid()}.partial{self.path.suffix}")
         codec = opts.codec or ("ffmpeg" if self.path.suffix.lower() != ".avi" and _has_x264() else "opencv")
         if codec not in ("ffmpeg", "opencv"):
             raise SinkError(f"unknown video codec route {codec!r}; use ffmpeg or opencv")
@@ -149,11 +156,11 @@ class VideoFileSink:
             # yuv420p needs even sizes; pad by one pixel rather than fail on odd camera modes.
             args = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "veryfast",
                     "-crf", str(self.opts.crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart",
-                    str(self.path)]
+                    str(self.partial)]
             self._pipe = FfmpegPipe(args, (w, h), self.opts.fps, f"video sink {self.path}")
         else:
             fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
-            writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), self.opts.fps, (w, h))
+            writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*fourcc), self.opts.fps, (w, h))
             if not writer.isOpened():
                 raise SinkError(f"cv2.VideoWriter cannot write {self.path} ({fourcc})")
             self._writer = writer
@@ -174,6 +181,8 @@ class VideoFileSink:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+        if self.partial.exists():
+            os.replace(self.partial, self.path)  # the finished, playable file appears at once
 
 
 class ImageFolderSink:

@@ -1,4 +1,9 @@
-"""Atomic writes: a reader (or a crash) never sees a half-written file or folder."""
+"""Atomic writes: a reader (or a crash) never sees a half-written file or folder.
+
+Temporary names carry the writer's pid (``.<name>.<pid>.*.tmp``, ``.<name>.partial-<pid>-*``), so
+the next write to the same target removes what a killed writer left behind, and never the
+temporary file of a writer that is still running.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +21,37 @@ def _umask() -> int:
     return mask
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale(folder: Path, prefix: str) -> None:
+    """Remove ``prefix<pid>...`` leftovers of writers that no longer run."""
+    for p in folder.glob(f"{glob_escape(prefix)}*"):
+        pid = p.name[len(prefix):].split(".", 1)[0].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write via a temporary file in the same folder, fsync, then rename over the target."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale(path.parent, f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as fh:
@@ -48,7 +79,10 @@ def staged_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
     if out.exists() and not force:
         raise FileExistsError(f"{out} already exists — choose another --out or pass --force to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    _remove_stale(out.parent, f".{out.name}.partial-")
+    _remove_stale(out.parent, f".{out.name}.old-")
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
+    os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes 0700: another service user could not read the result
     try:
         yield stage
     except BaseException:
@@ -56,7 +90,7 @@ def staged_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
         raise
     old = None
     if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=out.parent))
         os.replace(out, old / out.name)
     os.replace(stage, out)
     if old is not None:

@@ -84,7 +84,7 @@ def _body(argv: Sequence[str] | None) -> int:
     print(f"[5/6] INT8 OpenVINO artifact, gated against FP32: {artifact} (manifest.json, report.json, compare.png)")
     clip = _hazy_clip(out / "clip" / "hazy.mp4", args.seed)
     restored = out / "restored.mp4"
-    code = run_main_cli([str(artifact), "--source", str(clip), "--sink", str(restored), "--no-progress",
+    code = run_main_cli([str(artifact), "--source", str(clip), "--sink", str(restored), "--force", "--no-progress",
                          "--summary", str(out / "run_summary.json")])
     if code:
         raise ValueError(f"qt-run failed (exit {code}); see the message above")

@@ -557,3 +557,13 @@ def test_cli_refuses_an_ungated_artifact_unless_allowed(artifacts, small_video, 
     err = capsys.readouterr().err
     assert "export gate" in err and "--allow-ungated" in err and len(err.strip().splitlines()) == 1
     assert main([*argv, "--allow-ungated"]) == 0
+
+
+def test_existing_video_output_is_refused_without_force(artifacts, small_video, tmp_path, capsys):
+    out = tmp_path / "out.avi"
+    out.write_bytes(b"an earlier result")
+    argv = [str(artifacts["quality"]), "--source", str(small_video), "--sink", str(out), "--no-progress"]
+    assert main(argv) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"an earlier result"
+    assert main([*argv, "--force"]) == 0
+    assert count_frames(out, exact=True) == 20 and sorted(p.name for p in tmp_path.iterdir()) == ["out.avi"]

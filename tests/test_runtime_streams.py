@@ -200,8 +200,9 @@ def test_sigterm_flushes_and_closes_the_mp4(artifact, clip, tmp_path, codec):
                             env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
-        while not (out.exists() and out.stat().st_size > 2000):
+        while not any(p.stat().st_size > 2000 for p in tmp_path.glob(".out.*.partial.mp4")):
             assert time.monotonic() < deadline and proc.poll() is None, "qt-run did not start writing"
+            assert not out.exists()  # frames go to a temporary name until the sink closes
             time.sleep(0.1)
         time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
