@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -136,6 +137,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         raise fail()
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # .nan / .inf parse as floats; a NaN lr trains on nothing
+                raise ConfigError(f"{source}: key '{key}' must be a finite number, got {value!r}")
             return float(value)
         raise fail()
     if tp is str:
@@ -242,6 +245,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         first = str(exc).replace("\n", " ")
         raise ConfigError(f"{path}: not valid YAML: {first}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply to be a config") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

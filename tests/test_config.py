@@ -149,3 +149,21 @@ def test_every_command_reports_usage_errors_in_one_line(module, capsys):
     with pytest.raises(SystemExit) as exc:  # --help still prints help and exits 0
         main(["--help"])
     assert exc.value.code == 0
+
+
+@pytest.mark.parametrize("override", ["train.base_lr=.nan", "train.optim.lr=.inf", "method.pl_weight=-.inf"])
+def test_non_finite_numbers_are_refused(override):
+    """A NaN learning rate once trained on all-black data and exited 0."""
+    from qt_train.schema import load_run_config
+
+    with pytest.raises(ValueError, match="must be a finite number"):
+        load_run_config(str(Path(__file__).resolve().parents[1] / "configs" / "dehaze.yaml"), [override])
+
+
+def test_deeply_nested_yaml_is_a_config_error(tmp_path):
+    from qt_train.schema import load_run_config
+
+    path = tmp_path / "deep.yaml"
+    path.write_text("a: " + "[" * 20000 + "]" * 20000)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        load_run_config(path)
