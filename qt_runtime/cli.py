@@ -173,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from qt_runtime import telemetry
 
     telemetry.disable()
+    from qt_runtime.sources import limit_decoded_pixels
+
+    limit_decoded_pixels()  # before the first decode: OpenCV reads the limit once
     if argv and argv[0] == "build-engine":
         from qt_runtime.engine_build import build_engine_cli
 

@@ -287,6 +287,17 @@ class CaptureSource(Source):
             self._cap = None
 
 
+#: The largest frame the runtime decodes (8K is 33 MP): a 766-byte PNG can declare 20000x20000 px
+#: and took seconds and gigabytes before failing. OpenCV reads the limit once, at its first decode.
+MAX_FRAME_PIXELS = 64 * 2**20
+
+
+def limit_decoded_pixels() -> None:
+    """Make OpenCV refuse images over ``MAX_FRAME_PIXELS`` before decoding them (unless the user
+    set ``OPENCV_IO_MAX_IMAGE_PIXELS`` already)."""
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_FRAME_PIXELS))
+
+
 class FolderSource(Source):
     """Images of a folder in sorted name order; an unreadable file is a corrupt frame."""
 
@@ -299,6 +310,7 @@ class FolderSource(Source):
         self._next = 0
 
     def _open(self) -> None:
+        limit_decoded_pixels()
         folder = Path(self.spec)
         self._files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self._files:
@@ -312,7 +324,10 @@ class FolderSource(Source):
             return False, None
         path = self._files[self._next]
         self._next += 1
-        return True, cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        try:
+            return True, cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        except cv2.error:  # over the pixel limit, or a decoder assertion: one corrupt frame, not the end
+            return True, None
 
     def _rewind(self) -> bool:
         self._next = 0

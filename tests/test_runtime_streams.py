@@ -215,3 +215,38 @@ def test_sigterm_flushes_and_closes_the_mp4(artifact, clip, tmp_path, codec):
     data = json.loads(summary.read_text())
     assert data["end"] == "stopped" and data["frames_out"] > 0
     assert count_frames(out, exact=True) == data["frames_out"]
+
+
+def _png_bomb(path: Path, side: int) -> None:
+    """A tiny PNG that declares side x side grey pixels of zeros (compresses ~1000:1)."""
+    import struct
+    import zlib
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(b"\0" * (side + 1)) for _ in range(side)) + z.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_folder_source_skips_a_decompression_bomb_and_a_broken_file(artifact, tmp_path):
+    """A small PNG declaring 12000x12000 px is refused before decoding (it took seconds and GBs),
+    and neither it nor a broken file ends the folder: both are counted as corrupt frames."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    good = np.full((96, 160, 3), 90, np.uint8)
+    cv2.imwrite(str(frames / "0001.png"), good)
+    _png_bomb(frames / "0002.png", 12000)
+    (frames / "0003.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    cv2.imwrite(str(frames / "0004.png"), good)
+    assert (frames / "0002.png").stat().st_size < 200_000
+    summary = tmp_path / "s.json"
+    res = subprocess.run(qt_run(str(artifact), "--source", str(frames), "--sink", str(tmp_path / "out") + "/",
+                                "--summary", str(summary), "--no-progress"),
+                         env=env(), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(summary.read_text())
+    assert data["frames_out"] == 2 and data["corrupt_frames_skipped"] == 2, data
+    assert data["rss_mb"]["peak"] < 1024
