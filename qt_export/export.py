@@ -118,15 +118,24 @@ def _nchw(frames: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frames.astype(np.float32).transpose(0, 3, 1, 2) / 255.0)
 
 
-def _split(frames: np.ndarray, n_gate: int) -> tuple[np.ndarray, np.ndarray]:
-    """(calibration, held-out) frames: the held-out ones are spread evenly over the set."""
+#: Fewest frames INT8 ranges are fitted on, and fewest held-out frames the gate judges by. (An
+#: export once calibrated *and* gated on the same single readable frame.)
+MIN_CALIB_FRAMES = 8
+MIN_GATE_FRAMES = 2
+
+
+def _split(frames: np.ndarray, n_gate: int, source: str = "--calib") -> tuple[np.ndarray, np.ndarray]:
+    """(calibration, held-out) frames, disjoint: the held-out ones spread evenly over the set,
+    at most a quarter of it. Refused below ``MIN_CALIB_FRAMES`` + ``MIN_GATE_FRAMES``."""
     n = len(frames)
-    n_gate = min(n_gate, max(1, n // 4)) if n > 1 else 1
+    n_gate = min(n_gate, n // 4)
+    if n_gate < MIN_GATE_FRAMES or n - n_gate < MIN_CALIB_FRAMES:
+        raise ValueError(f"only {n} readable frames in {source}: INT8 needs at least {MIN_CALIB_FRAMES} to "
+                         f"calibrate and {MIN_GATE_FRAMES} others to gate (--gate-frames); pass more footage")
     gate_idx = np.unique(np.linspace(0, n - 1, n_gate).round().astype(int))
     mask = np.ones(n, bool)
     mask[gate_idx] = False
-    calib = frames[mask] if mask.any() else frames
-    return calib, frames[gate_idx]
+    return frames[mask], frames[gate_idx]
 
 
 def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> Path:
@@ -158,7 +167,7 @@ def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> Path:
 
         cs = select_frames(list(opts.calib), n=opts.calib_frames + opts.gate_frames, size=opts.size,
                            seed=opts.seed, iqa=opts.calib_iqa, cache_dir=opts.cache_dir)
-        calib_frames, held_out = _split(cs.frames, opts.gate_frames)
+        calib_frames, held_out = _split(cs.frames, opts.gate_frames, ", ".join(map(str, opts.calib)))
         calib_info = CalibrationInfo(hash=frame_set_hash(calib_frames), frames=len(calib_frames),
                                      source=", ".join(str(p) for p in opts.calib))
         log(f"calibration: {len(calib_frames)} frames, {len(held_out)} held out for the gate")

@@ -375,3 +375,24 @@ def test_gate_bounds_every_frame_and_refuses_non_finite(fault: str) -> None:
     assert not result.passed
     assert any("frame 3" in r for r in result.reasons) or any("non-finite" in r for r in result.reasons)
     assert np.isfinite(result.psnr_vs_fp32) and result.psnr_min < 30
+
+
+def test_int8_on_too_few_frames_is_refused_and_nothing_written(tiny_ckpt: Path, tmp_path: Path, capsys) -> None:
+    """One readable calibration frame was used to calibrate *and* to gate, and report.json called
+    it held-out. The frames are split disjointly and a minimum of each is required."""
+    import cv2
+
+    from qt_export.export import MIN_CALIB_FRAMES, MIN_GATE_FRAMES, _split, synthetic_frames
+
+    one = tmp_path / "one"
+    one.mkdir()
+    cv2.imwrite(str(one / "only.png"), synthetic_frames(1, (120, 160), seed=1)[0])
+    out = tmp_path / "int8"
+    code = main([str(tiny_ckpt), "--target", "cpu", "--int8", "--calib", str(one), "--no-calib-iqa",
+                 "--size", "128x96", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "only 1 readable frames" in err and not out.exists()
+    frames = synthetic_frames(MIN_CALIB_FRAMES + MIN_GATE_FRAMES + 3, (24, 32), seed=2)
+    calib, gate = _split(frames, 8)
+    assert len(calib) >= MIN_CALIB_FRAMES and len(gate) >= MIN_GATE_FRAMES
+    assert not {f.tobytes() for f in calib} & {f.tobytes() for f in gate}  # disjoint
