@@ -27,6 +27,10 @@ from .gate import GateBounds
 PROG = "qt-export"
 
 
+#: Largest side an export is traced and gated at (8K): --size 100000 allocated until it crashed.
+MAX_EXPORT_SIDE = 8192
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``640x360`` (W x H, as video people say it) -> (H, W)."""
     try:
@@ -35,6 +39,9 @@ def parse_size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"--size must look like 640x360 (width x height), got {text!r}") from None
     if w <= 0 or h <= 0:
         raise argparse.ArgumentTypeError(f"--size must be positive, got {text!r}")
+    if max(w, h) > MAX_EXPORT_SIDE:
+        raise argparse.ArgumentTypeError(f"--size {text} is larger than {MAX_EXPORT_SIDE} px a side; export at "
+                                         "the camera's size (or --dynamic) instead")
     return h, w
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -105,6 +106,15 @@ def _backend_options(args: argparse.Namespace, artifact, live: bool) -> dict[str
     return options
 
 
+def _check_writable(path: Path, what: str) -> None:
+    """Before the run, not after it: a summary that cannot be written ended a finished run in a traceback."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ValueError(f"{what} {path}: cannot write there (not a writable folder); choose another path")
+
+
 def _check_gate(artifact, allow_ungated: bool) -> None:
     """Run only what passed its export gate (FP32 parity on held-out frames), unless told otherwise."""
     gate = artifact.manifest.gate
@@ -129,6 +139,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError("--max-frames must be >= 1")
+    if args.summary is not None:
+        _check_writable(args.summary, "--summary")
     artifact = load_artifact(args.artifact)
     _check_gate(artifact, args.allow_ungated)
     temporal = TemporalOptions(alpha_static=args.temporal_alpha) if args.temporal else None

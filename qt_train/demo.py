@@ -76,9 +76,11 @@ def _body(argv: Sequence[str] | None) -> int:
     from qt_runtime.cli import main as run_main_cli
 
     artifact = out / "artifact" / "dehaze-cpu-int8"
-    calib = out / "data" / "dehaze" / "realistic" / "lq"
-    code = export_main([str(ckpt), "--target", "cpu", "--int8", "--calib", str(calib), "--size", "256x256",
-                        "--calib-frames", str(args.n), "--gate-frames", "4", "--out", str(artifact), "--force"])
+    # both domains' hazy frames: the gate needs frames of its own beside the calibration set
+    calib = [out / "data" / "dehaze" / domain / "lq" for domain in DOMAINS]
+    code = export_main([str(ckpt), "--target", "cpu", "--int8", *(a for c in calib for a in ("--calib", str(c))),
+                        "--size", "256x256", "--calib-frames", str(2 * args.n - 4), "--gate-frames", "4",
+                        "--out", str(artifact), "--force"])
     if code:
         raise ValueError(f"qt-export failed (exit {code}); see the message above")
     print(f"[5/6] INT8 OpenVINO artifact, gated against FP32: {artifact} (manifest.json, report.json, compare.png)")

@@ -396,3 +396,9 @@ def test_int8_on_too_few_frames_is_refused_and_nothing_written(tiny_ckpt: Path, 
     calib, gate = _split(frames, 8)
     assert len(calib) >= MIN_CALIB_FRAMES and len(gate) >= MIN_GATE_FRAMES
     assert not {f.tobytes() for f in calib} & {f.tobytes() for f in gate}  # disjoint
+
+
+def test_absurd_export_size_is_a_one_line_error(tiny_ckpt: Path, tmp_path: Path, capsys) -> None:
+    code = main([str(tiny_ckpt), "--target", "cpu", "--size", "100000x100000", "--out", str(tmp_path / "a")])
+    err = capsys.readouterr().err
+    assert code == 2 and "larger than 8192" in err and len(err.strip().splitlines()) == 1

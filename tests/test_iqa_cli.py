@@ -146,3 +146,18 @@ def test_module_entry_point(folder):
                          capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["summary"]["scored"] == 1
+
+
+def test_broken_ensemble_yaml_is_a_one_line_error(tmp_path, capsys):
+    from qt_train.iqa.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("members: [[[")
+    img = tmp_path / "x.png"
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(img), np.full((32, 32, 3), 100, np.uint8))
+    assert main(["score", "--ensemble", str(bad), str(img)]) == 2
+    err = capsys.readouterr().err
+    assert "not valid YAML" in err and "Traceback" not in err

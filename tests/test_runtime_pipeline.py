@@ -567,3 +567,11 @@ def test_existing_video_output_is_refused_without_force(artifacts, small_video, 
     assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"an earlier result"
     assert main([*argv, "--force"]) == 0
     assert count_frames(out, exact=True) == 20 and not list(tmp_path.glob(".out.*"))  # no partial left
+
+
+def test_unwritable_summary_is_refused_before_the_run(artifacts, small_video, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    rc = main([str(artifacts["quality"]), "--source", str(small_video), "--sink", "null", "--no-progress",
+               "--summary", str(tmp_path / "a-file" / "summary.json")])
+    err = capsys.readouterr()
+    assert rc == 2 and "cannot write there" in err.err and err.out == ""  # nothing ran

@@ -188,10 +188,9 @@ def spec_to_dict(spec: EnsembleSpec) -> dict[str, Any]:
 
 def load_spec(path: str | Path) -> EnsembleSpec:
     """Read an ensemble spec from a YAML file (top level = the spec mapping)."""
-    from qt_train.config import yaml_load
+    from qt_train.config import read_yaml
 
-    with open(path) as fh:
-        data = yaml_load(fh)
+    data = read_yaml(path)  # one-line errors for a missing file, bad YAML, deep nesting
     try:
         return spec_from_dict(data)
     except ValueError as exc:
