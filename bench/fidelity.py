@@ -42,9 +42,9 @@ def arch_overrides(arch: str, task: str) -> list[str]:
 def evaluate_heldout(ckpt: Path, n: int = 32, size: int = 256) -> dict:
     from qt_train.checkpoint import load_checkpoint, model_from_state
     from qt_train.config import build
+    from qt_train.data.streams import held_out_pairs
     from qt_train.evaluate import paired_metrics, run_model
     from qt_train.schema import RunConfig, degradation_params
-    from qt_train.train.sources import held_out_pairs
 
     state = load_checkpoint(ckpt)
     cfg = build(RunConfig, state["config"])

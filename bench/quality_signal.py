@@ -51,8 +51,8 @@ def score_candidates(task: str, ckpt: Path, n: int, size: int) -> dict:
     from qt_train.checkpoint import load_checkpoint, model_from_state
     from qt_train.iqa import Ensemble
     from qt_train.iqa.judges import build_judges
+    from qt_train.method.objectives import teacher_candidates
     from qt_train.metrics import psnr, ssim
-    from qt_train.train.steps import teacher_candidates
 
     model = model_from_state(load_checkpoint(ckpt), str(ckpt))
     lq, gt = validation_pairs(task, n, size)

@@ -71,6 +71,7 @@ def evaluate_checkpoint(ckpt_path: Path, out: Path, pairs: Path | None, real: li
     from qt_train.checkpoint import load_checkpoint, model_from_state
     from qt_train.config import build
     from qt_train.data.io import write_image
+    from qt_train.data.streams import held_out_pairs
     from qt_train.evaluate import (
         before_after_grid,
         extrapolation,
@@ -81,8 +82,8 @@ def evaluate_checkpoint(ckpt_path: Path, out: Path, pairs: Path | None, real: li
     )
     from qt_train.iqa import Ensemble
     from qt_train.iqa.spec import reward_and_judge, spec_to_dict
+    from qt_train.method import objectives
     from qt_train.schema import RunConfig, degradation_params, load_run_config
-    from qt_train.train.sources import held_out_pairs
 
     state = load_checkpoint(ckpt_path)
     if "config" in state:
@@ -93,7 +94,7 @@ def evaluate_checkpoint(ckpt_path: Path, out: Path, pairs: Path | None, real: li
         raise ValueError(f"{ckpt_path} carries no config — pass --config configs/TASK.yaml")
     model = model_from_state(state, str(ckpt_path), arch=cfg.model.arch, arch_config=cfg.model.options)
     arch = state.get("arch", cfg.model.arch)
-    conditioned = cfg.train.method == "qualiteacher" and cfg.method.conditioning
+    conditioned = objectives.conditioned(cfg.train.method, cfg.method)
     q = quality if quality is not None else (cfg.method.top_level if conditioned else None)
     spec, judge_spec = reward_and_judge(cfg.iqa.ensemble, cfg.iqa.judge)
     scorers = {"reward": Ensemble(spec, weights_dir=cfg.iqa.weights_dir), "judge": Ensemble(judge_spec)}

@@ -144,7 +144,7 @@ def test_two_process_data_parallel_with_gloo(tmp_path):
 
 
 def test_nan_loss_stops_naming_iteration_and_term(tmp_path, monkeypatch, capsys):
-    from qt_train.train.sources import LabelledStream
+    from qt_train.data.streams import LabelledStream
 
     real_batch = LabelledStream.batch
 
@@ -293,9 +293,9 @@ def test_preference_gradient_reaches_lower_level_only_without_detach(detach):
     sends no gradient into level k's embedding row; without it (the reference) it does."""
     from qt_train.iqa import Ensemble
     from qt_train.method.bank import MemoryBank
+    from qt_train.method.objectives import RealBatch, SemiStep, qualiteacher_terms
     from qt_train.models import build_backbone
     from qt_train.schema import MethodConfig
-    from qt_train.train.steps import RealBatch, qualiteacher_terms
 
     torch.manual_seed(0)
     student = build_backbone("edge_unet", widths=(8, 16, 16), enc_blocks=(0, 0), mid_blocks=1, dec_blocks=(0, 0))
@@ -305,9 +305,22 @@ def test_preference_gradient_reaches_lower_level_only_without_detach(detach):
     m = MethodConfig(preference_start=0, consistency=False, preference_levels=(5,), preference_detach_lower=detach,
                      multi_augment=False)
     batch = RealBatch([0, 1], torch.rand(2, 3, 96, 96), torch.tensor([False, True]))
-    terms = qualiteacher_terms(student, teacher, Ensemble(), MemoryBank(3), batch, m, torch.Generator().manual_seed(0),
-                               semi_it=0, block=144)
+    terms = qualiteacher_terms(SemiStep(student, teacher, Ensemble(), MemoryBank(3), batch, m,
+                                        torch.Generator().manual_seed(0), semi_it=0, block=144))
     terms["pref"].backward()
     grad = student.quality_embed.embed.weight.grad
     assert grad[7].abs().sum() > 0
     assert (grad[5].abs().sum() > 0) != detach
+
+
+def test_the_method_table_is_the_one_list_of_methods():
+    """`TrainConfig.method`'s type and `METHODS` name the same methods; only QualiTeacher is conditioned."""
+    import typing
+
+    from qt_train.method.objectives import METHODS, conditioned
+    from qt_train.schema import MethodConfig, TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    assert set(typing.get_args(hints["method"])) == set(METHODS)
+    assert [name for name in METHODS if conditioned(name, MethodConfig())] == ["qualiteacher"]
+    assert METHODS["supervised"].terms is None and METHODS["reliable_bank"].bank_k == 1

@@ -33,8 +33,6 @@ from qt_train.train.distributed import (
     teardown,
 )
 
-SEMI_METHODS_WITH_IQA = ("qualiteacher", "reliable_bank")
-
 
 class TrainingDiverged(ValueError):
     """A loss became NaN/inf; the message names the iteration and the loss term.
@@ -99,12 +97,12 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, argv: list[str], source:
            d: Dist, resume_override: bool = False) -> Path:
     from qt_train.checkpoint import load_checkpoint, save_checkpoint
     from qt_train.config import save_run_record
+    from qt_train.data.streams import LabelledStream, RealPool, held_out_pairs
+    from qt_train.method import objectives
     from qt_train.method.bank import MemoryBank
     from qt_train.method.ema import ema_decay, ema_update
     from qt_train.models import build_backbone, load_state_dict_checked
-    from qt_train.train import steps
     from qt_train.train.logger import RunLogger
-    from qt_train.train.sources import LabelledStream, RealPool, held_out_pairs
 
     t, m = cfg.train, cfg.method
 
@@ -131,11 +129,12 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, argv: list[str], source:
         load_state_dict_checked(student, init.get("ema") or init["model"], cfg.model.arch)
     base_iters = 0 if t.init else t.base_iterations
     total = base_iters + t.iterations
-    semi = t.method != "supervised" and t.iterations > 0
+    entry = objectives.METHODS[t.method]  # what the method is: its objective, IQA, bank, conditioning
+    semi = entry.terms is not None and t.iterations > 0
     labelled = LabelledStream(cfg, params)
     real = RealPool(cfg, params) if semi else None
     ensemble = None
-    if semi and t.method in SEMI_METHODS_WITH_IQA:
+    if semi and entry.uses_iqa:
         from qt_train.iqa import Ensemble
         from qt_train.iqa.spec import default_spec, load_spec
 
@@ -146,7 +145,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, argv: list[str], source:
     # --- 2. Build: EMA teacher, optimiser, memory bank.
     teacher = copy.deepcopy(student).requires_grad_(False)
     opt = make_optimizer(student, cfg)
-    bank = MemoryBank(k=1 if t.method == "reliable_bank" else m.bank_size)
+    bank = MemoryBank(k=entry.bank_k or m.bank_size)
     start = 0
 
     # --- 3. Restore a run exactly where it stopped.
@@ -192,21 +191,16 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, argv: list[str], source:
         gen = torch.Generator().manual_seed(iteration_seed(cfg.seed, it, d.rank))
         tick = time.perf_counter()
 
-        conditioned = stage == "semi" and t.method == "qualiteacher" and m.conditioning
+        conditioned = stage == "semi" and objectives.conditioned(t.method, m)
         lq, gt = labelled.batch(it, d.rank, t.batch)
-        terms = steps.labelled_terms(student, lq.to(t.device), gt.to(t.device),
+        terms = objectives.labelled_terms(student, lq.to(t.device), gt.to(t.device),
                                      m.top_level if conditioned else None, m.sup_weight if stage == "semi" else 1.0)
         if stage == "semi" and semi:
             ids, flips = real.draw(it, d.rank, d.world, t.real_batch)
-            batch = steps.RealBatch(ids, real.get(ids).to(t.device), flips.to(t.device))
-            semi_it = it - base_iters
-            if t.method == "mean_teacher":
-                terms |= steps.mean_teacher_terms(student, teacher, batch, m, gen)
-            elif t.method == "reliable_bank":
-                terms |= steps.reliable_bank_terms(student, teacher, ensemble, bank, batch, m, gen)
-            else:
-                terms |= steps.qualiteacher_terms(student, teacher, ensemble, bank, batch, m, gen, semi_it,
-                                                  ensemble.spec.block)
+            batch = objectives.RealBatch(ids, real.get(ids).to(t.device), flips.to(t.device))
+            step = objectives.SemiStep(student, teacher, ensemble, bank, batch, m, gen, it - base_iters,
+                                       ensemble.spec.block if ensemble is not None else 0)
+            terms |= entry.terms(step)
         loss = sum(terms.values())
 
         bad = [name for name, v in terms.items() if not bool(torch.isfinite(v.detach()))]

@@ -1,7 +1,7 @@
-"""The loss of one iteration, per method. Each function returns named loss terms (tensors).
-
-The training loop sums the terms; keeping each method in one function here lets the loop read
-top to bottom and makes the difference between methods visible side by side:
+"""The methods' objectives: the loss of one iteration per method, as named loss terms (tensors),
+and ``METHODS``, the one table of what each method is (its objective, whether it scores PLs with
+the IQA ensemble, keeps a bank, conditions the student). The training loop, ``qt-eval`` and the
+benchmarks read the table; nothing else branches on a method's name.
 
 - `supervised`: the labelled branch only (stage 1, and the "more training" control).
 - `mean_teacher`: unconditioned student trained on every current teacher PL (plain L1).
@@ -15,6 +15,7 @@ top to bottom and makes the difference between methods visible side by side:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,22 @@ class RealBatch:
         return torch.where(self.flips.view(-1, 1, 1, 1), t.flip(-1), t)
 
 
+@dataclass
+class SemiStep:
+    """What a semi-supervised objective sees in one iteration (``ensemble``/``bank`` None where
+    the method uses none)."""
+
+    student: Any
+    teacher: Any
+    ensemble: Any
+    bank: MemoryBank | None
+    batch: RealBatch
+    method: MethodConfig
+    gen: torch.Generator
+    semi_it: int
+    block: int
+
+
 def labelled_terms(student: torch.nn.Module, lq: torch.Tensor, gt: torch.Tensor, quality: int | None,
                    weight: float) -> Terms:
     """L1 to ground truth. A conditioned student sees clean targets at the top level."""
@@ -63,7 +80,8 @@ def _strong(x: torch.Tensor, m: MethodConfig, gen: torch.Generator) -> torch.Ten
     return strong_augment(x, gen, n_ops=m.strong_ops, magnitude=m.strong_magnitude)
 
 
-def mean_teacher_terms(student, teacher, batch: RealBatch, m: MethodConfig, gen: torch.Generator) -> Terms:
+def mean_teacher_terms(s: SemiStep) -> Terms:
+    student, teacher, batch, m, gen = s.student, s.teacher, s.batch, s.method, s.gen
     xw = batch.weak(batch.x)
     cands = teacher_candidates(teacher, xw, _views(m))  # every PL, trusted as it is
     v, n = cands.shape[:2]
@@ -77,8 +95,8 @@ def _rank_scores(scores: Any) -> torch.Tensor:
     return torch.stack(list(scores.norm.values())).sum(0)
 
 
-def reliable_bank_terms(student, teacher, ensemble, bank: MemoryBank, batch: RealBatch, m: MethodConfig,
-                        gen: torch.Generator) -> Terms:
+def reliable_bank_terms(s: SemiStep) -> Terms:
+    student, teacher, ensemble, bank, batch, m, gen = s.student, s.teacher, s.ensemble, s.bank, s.batch, s.method, s.gen
     xw = batch.weak(batch.x)
     cands = teacher_candidates(teacher, xw, _views(m))
     v, n = cands.shape[:2]
@@ -112,17 +130,18 @@ def _block_weights(ensemble, flat: torch.Tensor, combined: torch.Tensor, block: 
     return ensemble.block_map(flat, block=block)
 
 
-def qualiteacher_terms(student, teacher, ensemble, bank: MemoryBank, batch: RealBatch, m: MethodConfig,
-                       gen: torch.Generator, semi_it: int, block: int) -> Terms:
-    xw = batch.weak(batch.x)
-    cands = teacher_candidates(teacher, xw, _views(m))
+def store_candidates(s: SemiStep, xw: torch.Tensor) -> list[list[BankEntry]]:
+    """QualiTeacher's bank update: the teacher's PL candidates of every view, scored once by the
+    ensemble (ranking score, quality, block map), merged into the bank; returns each image's
+    stored entries (canonical orientation), best first."""
+    ensemble, bank, batch, m = s.ensemble, s.bank, s.batch, s.method
+    cands = teacher_candidates(s.teacher, xw, _views(m))
     v, n = cands.shape[:2]
     flat = cands.reshape(v * n, *cands.shape[2:])
     scores = ensemble.score(flat, use_cache=False)
     rank = _rank_scores(scores)
-    weights = _block_weights(ensemble, flat, scores.combined, block) if m.block_weighting else None
-
-    # Memory bank: candidates are stored in canonical orientation (un-flip the weak hflip).
+    weights = _block_weights(ensemble, flat, scores.combined, s.block) if m.block_weighting else None
+    # candidates are stored in canonical orientation (un-flip the weak hflip)
     canon = torch.where(batch.flips.repeat(v).view(-1, 1, 1, 1), flat.flip(-1), flat)
     entries: list[list[BankEntry]] = []
     for j, image_id in enumerate(batch.ids):
@@ -134,6 +153,15 @@ def qualiteacher_terms(student, teacher, ensemble, bank: MemoryBank, batch: Real
                 bm = weights[i].flip(-1) if bool(batch.flips[j]) else weights[i]
             cand.append(BankEntry(float(rank[i]), int(scores.level[i]), canon[i], bm, float(scores.combined[i])))
         entries.append(bank.update(str(image_id), cand))
+    return entries
+
+
+def qualiteacher_terms(s: SemiStep) -> Terms:
+    student, ensemble, bank, batch, m, gen, semi_it, block = (
+        s.student, s.ensemble, s.bank, s.batch, s.method, s.gen, s.semi_it, s.block)
+    xw = batch.weak(batch.x)
+    n = xw.shape[0]
+    entries = store_candidates(s, xw)
     cuts = quantile_cuts(bank.qualities(), ensemble.spec.levels) if m.level_quantiles else None
 
     # The student sees a strongly augmented input once per stored PL, at that PL's level.
@@ -177,3 +205,29 @@ def qualiteacher_terms(student, teacher, ensemble, bank: MemoryBank, batch: Real
             lambda t: student(t, quality=top_q), xw, gen, frac=m.crop_frac, aligned=m.aligned_crops
         )
     return terms
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """``terms``: the semi-supervised objective (None: the labelled branch alone); ``uses_iqa``:
+    the loop builds the reward ensemble; ``bank_k``: PLs kept per image (None: no bank, 0:
+    ``method.bank_size``); ``conditioned``: the student takes quality levels (with
+    ``method.conditioning``), so evaluation runs it at the top level."""
+
+    terms: Callable[[SemiStep], Terms] | None
+    uses_iqa: bool
+    bank_k: int | None
+    conditioned: bool
+
+
+METHODS: dict[str, MethodEntry] = {
+    "supervised": MethodEntry(None, uses_iqa=False, bank_k=None, conditioned=False),
+    "mean_teacher": MethodEntry(mean_teacher_terms, uses_iqa=False, bank_k=None, conditioned=False),
+    "reliable_bank": MethodEntry(reliable_bank_terms, uses_iqa=True, bank_k=1, conditioned=False),
+    "qualiteacher": MethodEntry(qualiteacher_terms, uses_iqa=True, bank_k=0, conditioned=True),
+}
+
+
+def conditioned(method: str, m: MethodConfig) -> bool:
+    """Whether a run of ``method`` trains (and is evaluated) quality-conditioned."""
+    return METHODS[method].conditioned and m.conditioning
