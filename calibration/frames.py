@@ -71,6 +71,7 @@ class SelectOptions:
     iqa: bool = True
     pool_factor: int = 3
     clusters: int | None = None
+    spec: dict | None = None  # the IQA ensemble as a dict (the run's; None = the default)
 
 
 def frame_set_hash(frames: np.ndarray) -> str:
@@ -194,14 +195,15 @@ def _clusters(features: np.ndarray, k: int, seed: int) -> np.ndarray:
     return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(features).astype(np.int64)
 
 
-def _iqa_levels(frames: np.ndarray, batch: int = 16) -> np.ndarray:
-    """IQA ensemble level per frame (scored at >= 96 px, the NIQE minimum)."""
+def _iqa_levels(frames: np.ndarray, batch: int = 16, spec: dict | None = None) -> np.ndarray:
+    """IQA ensemble level per frame (scored at >= 96 px, the NIQE minimum), by ``spec`` (the
+    run's ensemble, as a dict) or the default one."""
     import cv2
     import torch
 
-    from qt_train.iqa import Ensemble
+    from qt_train.iqa import Ensemble, spec_from_dict
 
-    ens = Ensemble(device="cpu")
+    ens = Ensemble(None if spec is None else spec_from_dict(spec), device="cpu")
     h, w = frames.shape[1:3]
     s = max(1.0, IQA_MIN_SIDE / min(h, w))
     levels = []
@@ -257,6 +259,7 @@ def select_frames(
     seed: int = 0,
     *,
     iqa: bool = True,
+    spec: dict | None = None,
     cache_dir: str | os.PathLike | None = None,
     pool_factor: int = 3,
     clusters: int | None = None,
@@ -265,7 +268,8 @@ def select_frames(
 
     Candidates (about ``pool_factor * n``) are clustered into ``clusters`` scene groups (default
     ~sqrt(pool)), scored with the IQA ensemble when ``iqa`` and picked round-robin over
-    (cluster, level) strata. With ``cache_dir`` the result is stored under a key of the inputs'
+    (cluster, level) strata (``spec``: the run's IQA ensemble as a dict, default the default
+    ensemble). With ``cache_dir`` the result is stored under a key of the inputs'
     content and these options, and a second call loads it. Warns below 300 frames; raises
     :class:`CalibrationError` when nothing readable is found.
     """
@@ -274,7 +278,7 @@ def select_frames(
     if n < 1:
         raise CalibrationError(f"need at least 1 calibration frame, asked for {n}")
     opts = SelectOptions(n=n, size=(int(size[0]), int(size[1])), seed=seed, iqa=iqa,
-                         pool_factor=pool_factor, clusters=clusters)
+                         pool_factor=pool_factor, clusters=clusters, spec=spec)
     images, videos = _expand(paths)
     shown = ", ".join(str(p) for p in paths) or "(none)"
     if not images and not videos:
@@ -291,7 +295,7 @@ def select_frames(
     arr = np.stack(pool)
     k = clusters or max(2, round(len(arr) ** 0.5))
     cluster_ids = _clusters(_features(arr), k, seed)
-    levels = _iqa_levels(arr) if iqa else np.full(len(arr), -1, np.int64)
+    levels = _iqa_levels(arr, spec=opts.spec) if iqa else np.full(len(arr), -1, np.int64)
     strata = cluster_ids * 1000 + levels + 1
     idx = _stratified_pick(strata, n, seed)
     frames = np.ascontiguousarray(arr[idx])

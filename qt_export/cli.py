@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--qat-lr", type=float, default=5e-6)
     p.add_argument("--qat-consistency", type=float, default=0.1, help="weight of the cropped-consistency loss")
     q = p.add_mutually_exclusive_group()
-    q.add_argument("--quality", type=float, default=7.0, help="fold this level into the graph (default 7)")
+    q.add_argument("--quality", type=float, default=None,
+                   help="fold this level into the graph (default: the run's top level, method.top_level)")
     q.add_argument("--quality-input", action="store_true", help="keep the level as a float input 'quality'")
     p.add_argument("--calib", type=Path, action="append", default=[],
                    help="calibration video, image folder or image (repeatable)")

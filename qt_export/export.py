@@ -43,7 +43,7 @@ class ExportOptions:
     int8: bool = False
     qat: bool = False
     qat_options: QATOptions = field(default_factory=QATOptions)
-    quality: float = 7.0
+    quality: float | None = None  # None: the run's top level (method.top_level in the checkpoint)
     quality_input: bool = False
     calib: tuple[Path, ...] = ()
     calib_frames: int = 300
@@ -154,7 +154,8 @@ def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> Path:
 
     spec, out = preflight(opts)
     loaded = load_model(opts.checkpoint)
-    qmode = QualityMode("input" if opts.quality_input else "folded", float(opts.quality))
+    qmode = QualityMode("input" if opts.quality_input else "folded",
+                        float(loaded.top_level if opts.quality is None else opts.quality))
     view = export_view(loaded, qmode)
     reference = reference_fn(loaded, qmode)
     settings = ExportSettings(dynamic=opts.dynamic, quality_input=opts.quality_input)
@@ -166,7 +167,7 @@ def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> Path:
         from qt_runtime.manifest import CalibrationInfo
 
         cs = select_frames(list(opts.calib), n=opts.calib_frames + opts.gate_frames, size=opts.size,
-                           seed=opts.seed, iqa=opts.calib_iqa, cache_dir=opts.cache_dir)
+                           seed=opts.seed, iqa=opts.calib_iqa, cache_dir=opts.cache_dir, spec=loaded.iqa_spec)
         calib_frames, held_out = _split(cs.frames, opts.gate_frames, ", ".join(map(str, opts.calib)))
         calib_info = CalibrationInfo(hash=frame_set_hash(calib_frames), frames=len(calib_frames),
                                      source=", ".join(str(p) for p in opts.calib))
@@ -175,16 +176,20 @@ def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> Path:
         held_out = synthetic_frames(opts.gate_frames, opts.size, opts.seed)
     gate_in = _nchw(held_out)
     ref_out = np.concatenate([reference(torch.from_numpy(gate_in[i : i + 1])).numpy() for i in range(len(gate_in))])
-    scorer = ensemble_scorer()
+    scorer = ensemble_scorer(loaded.iqa_spec)
     example = torch.from_numpy(gate_in[:1])
     precision = "int8" if opts.int8 else "fp32"
+
+    # what the quality levels meant in training travels with the artifact (informational keys)
+    carried = {"iqa_ensemble": loaded.iqa_spec or "default", "level_cuts": loaded.level_cuts,
+               "top_level": loaded.top_level}
 
     def make_manifest(files: list[str], gate: GateResult | None, extra: dict[str, Any]):
         return aw.build_manifest(
             arch=loaded.arch, task=loaded.task, fmt=spec.name, target=opts.target, files=files,
             precision=precision, quality=aw.quality_info(qmode.mode, qmode.level, loaded.levels),
             size=None if opts.dynamic else opts.size, multiple=loaded.pad_multiple,
-            calibration=calib_info, gate=None if gate is None else aw.gate_info(gate), extra=extra)
+            calibration=calib_info, gate=None if gate is None else aw.gate_info(gate), extra={**carried, **extra})
 
     scratch = Path(tempfile.mkdtemp(prefix=".qt-export-"))
     try:

@@ -34,6 +34,9 @@ class LoadedModel:
     task: str
     levels: int
     pad_multiple: int
+    top_level: int = 7  # the run's method.top_level: what --quality folds by default
+    iqa_spec: dict | None = None  # the run's reward ensemble as a dict (None: the default)
+    level_cuts: list[float] | None = None  # the run's quantile level cut points, when it used them
 
 
 def _tuples(value: Any) -> Any:
@@ -69,11 +72,30 @@ def load_model(path: str | Path) -> LoadedModel:
     for p in model.parameters():
         p.requires_grad_(False)
     arch_config = {k: _tuples(v) for k, v in dict(state.get("arch_config") or {}).items()}
-    task = str(state.get("task") or (state.get("config") or {}).get("task") or "unknown")
+    config = state.get("config") or {}
+    task = str(state.get("task") or config.get("task") or "unknown")
     return LoadedModel(
         backbone=model, arch=arch, arch_config=arch_config, task=task,
         levels=int(model.quality_embed.levels), pad_multiple=int(model.pad_multiple),
+        top_level=int((config.get("method") or {}).get("top_level", model.quality_embed.levels - 1)),
+        iqa_spec=_run_spec(config, str(path)), level_cuts=state.get("level_cuts"),
     )
+
+
+def _run_spec(config: dict, source: str) -> dict | None:
+    """The reward ensemble the run trained with, as a dict (carried into the gate, the calibration
+    frames and the manifest): from ``iqa.ensemble``, else None for the default."""
+    from qt_train.iqa import spec_to_dict
+    from qt_train.iqa.spec import load_spec
+
+    path = (config.get("iqa") or {}).get("ensemble")
+    if not path:
+        return None
+    try:
+        return spec_to_dict(load_spec(path))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{source}: the run's IQA ensemble {path} cannot be read ({exc}); put it back or "
+                         "re-export from a run with the default ensemble") from None
 
 
 def export_view(loaded: LoadedModel, quality: QualityMode):  # -> nn.Module

@@ -124,14 +124,15 @@ def evaluate(
     )
 
 
-def ensemble_scorer(min_side: int = 96) -> Callable[[np.ndarray], np.ndarray]:
-    """Per-image IQA ensemble scores; images smaller than NIQE's 96 px are upscaled first."""
+def ensemble_scorer(spec: dict | None = None, min_side: int = 96) -> Callable[[np.ndarray], np.ndarray]:
+    """Per-image scores of the run's IQA ensemble (``spec`` as a dict; None: the default);
+    images smaller than NIQE's 96 px are upscaled first."""
     import torch
     import torch.nn.functional as F
 
-    from qt_train.iqa import Ensemble
+    from qt_train.iqa import Ensemble, spec_from_dict
 
-    ens = Ensemble(device="cpu")
+    ens = Ensemble(None if spec is None else spec_from_dict(spec), device="cpu")
 
     def score(batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).clamp(0, 1)

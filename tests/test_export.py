@@ -220,6 +220,8 @@ def test_export_openvino_fp32_cli(tiny_ckpt: Path, tmp_path: Path) -> None:
     assert (m.arch, m.task, m.format, m.precision, m.target) == ("edge_unet", "dehaze", "openvino", "fp32", "cpu")
     assert m.input.size == (96, 128) and m.quality.mode == "folded" and m.quality.level == 7
     assert m.gate is not None and m.gate.passed and m.gate.psnr_vs_fp32 > 60
+    # the run's settings travel with the artifact: its top level (folded by default), its ensemble
+    assert m.extra["top_level"] == 7 and m.extra["iqa_ensemble"] == "default" and "level_cuts" in m.extra
     from importlib.metadata import version
 
     assert m.toolkit_version == version("qualiteacher-edge")
