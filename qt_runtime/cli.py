@@ -171,6 +171,10 @@ def _run(args: argparse.Namespace) -> int:
         if backend is not None:
             backend.close()
     print(json.dumps(result.summary, sort_keys=True))
+    if "truncated" in result.summary:
+        t = result.summary["truncated"]
+        print(f"{PROG}: warning: {args.source} ended after {t['read']} of the {t['expected']} frames its header "
+              "declares (truncated or damaged file); the output holds only those", file=sys.stderr)
     if args.summary is not None:
         write_summary(result.summary, args.summary)
     if result.error is not None:

@@ -178,6 +178,16 @@ class PipelineResult:
         return self.error is None
 
 
+def truncation(reason: str, source: Any, frames_in: int, corrupt: int) -> dict[str, int] | None:
+    """A file that ended before the frame count its header declares (a cut-off download, a full
+    disk): ``{"expected", "read"}``, else None. Loops, live sources and early stops do not count."""
+    expected = getattr(source, "frame_count", None)
+    if reason != "end" or source.live or not expected or getattr(source.opts, "loop", False):
+        return None
+    read = frames_in + corrupt
+    return {"expected": int(expected), "read": read} if read < expected else None
+
+
 class Pipeline:
     """Runs one source through one backend into one sink; :meth:`run` blocks until the end.
 
@@ -272,6 +282,10 @@ class Pipeline:
         summary["temporal"] = self._temporal is not None
         if self._flicker is not None:
             summary["flicker"] = self._flicker.summary()
+        short = truncation(self._reason, self.source, int(summary.get("frames_in", 0)),
+                           int(summary.get("corrupt_frames_skipped", 0)))
+        if short is not None:
+            summary["truncated"] = short
         error = self._errors[0] if self._errors else None
         if error is not None:
             summary["error"] = f"{type(error).__name__}: {error}"

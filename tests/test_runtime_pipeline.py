@@ -575,3 +575,24 @@ def test_unwritable_summary_is_refused_before_the_run(artifacts, small_video, tm
                "--summary", str(tmp_path / "a-file" / "summary.json")])
     err = capsys.readouterr()
     assert rc == 2 and "cannot write there" in err.err and err.out == ""  # nothing ran
+
+
+def test_truncated_video_file_is_reported(artifacts, tmp_path, capsys):
+    """A file cut off mid-way exited 0 with half the frames and no word about it."""
+    import cv2
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        writer.write(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    summary = tmp_path / "s.json"
+    rc = main([str(artifacts["quality"]), "--source", str(cut), "--sink", "null", "--no-progress",
+               "--summary", str(summary)])
+    data = json.loads(summary.read_text())
+    assert rc == 0 and data["truncated"]["expected"] == 40 and data["truncated"]["read"] < 40
+    assert "truncated or damaged" in capsys.readouterr().err
