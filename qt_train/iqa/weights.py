@@ -10,9 +10,11 @@ A missing file raises FileNotFoundError naming the member, the file and every pl
 Why ``check_weights_file``: pyiqa loads member weights with ``torch.load(weights_only=False)``,
 which runs any code pickled into the file; a ``.pth`` dropped into ``$QT_IQA_WEIGHTS`` or into an
 ``iqa.weights_dir`` stored in a checkpoint would run through ``qt-iqa``, ``qt-eval`` and the export
-gate. So every torch file must load with ``weights_only=True`` (tensors and plain containers only)
-before pyiqa sees it; a TorchScript archive (CLIP's) only when its SHA-256 is the one its path
-names. MATLAB and numpy files are read by loaders that run no code.
+gate. So every pickled torch file must load with ``weights_only=True`` (tensors and plain
+containers only) before pyiqa sees it. A TorchScript archive (OpenAI's CLIP ``RN50.pt``) is not a
+Python pickle: ``torch.jit.load`` runs it in the TorchScript interpreter, which cannot import
+Python modules, so it is accepted as such. MATLAB and numpy files are read by loaders that run no
+code.
 
 Why a network guard: pyiqa constructors download weights when given none. Nothing here may
 fetch from a hub, so metrics are built with socket connections and name lookups refused; a
@@ -83,34 +85,38 @@ def check_weights_file(path: Path) -> None:
     if path.suffix.lower() in _NO_CODE_SUFFIXES:
         return
     import pickle
-    import zipfile
 
     import torch
 
+    if _is_torchscript(path):
+        # it must really load as TorchScript: a zip dressed up as one would otherwise reach the
+        # loaders' fallback, a weights_only=False unpickling
+        try:
+            torch.jit.load(str(path), map_location="cpu")
+            return
+        except RuntimeError as exc:
+            raise UnsafeWeightsError(f"IQA weights {path} look like TorchScript but do not load as it "
+                                     f"({str(exc).splitlines()[0][:120]}); refused") from None
     try:
         torch.load(path, map_location="cpu", weights_only=True)
         return
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as exc:
         reason = str(exc).splitlines()[0][:160]
-    if zipfile.is_zipfile(path) and _sha256_named_by_path(path):
-        return  # a TorchScript archive whose content is the published one its path names
     raise UnsafeWeightsError(
         f"IQA weights {path} hold more than tensors ({reason}); loading them could run code, so they are "
         "refused. Re-save a plain state dict (torch.save(model.state_dict(), path)) or use the bundled asset"
     )
 
 
-def _sha256_named_by_path(path: Path) -> bool:
-    import hashlib
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive: a zip holding ``code/`` (the scripted program) and ``constants.pkl``."""
+    import zipfile
 
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
-    tail = path.stem.rsplit("-", 1)[-1].lower()
-    named = len(tail) >= 8 and all(c in "0123456789abcdef" for c in tail) and digest.startswith(tail)
-    return named or digest in path.parts
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    return any("/code/" in n for n in names) and any(n.endswith("/constants.pkl") for n in names)
 
 
 class NetworkBlockedError(ConnectionError):
