@@ -34,11 +34,14 @@ def _restore(ckpt: Path):
     import torch
 
     from qt_train.checkpoint import load_checkpoint, model_from_state
+    from qt_train.config import build
+    from qt_train.method.objectives import conditioned
+    from qt_train.schema import RunConfig
 
     state = load_checkpoint(ckpt)
     model = model_from_state(state, str(ckpt)).eval()
-    conditioned = state.get("method") == "qualiteacher"
-    top = (state.get("config") or {}).get("method", {}).get("top_level", 7) if conditioned else None
+    cfg = build(RunConfig, state["config"]) if "config" in state else None
+    top = cfg.method.top_level if cfg is not None and conditioned(cfg.train.method, cfg.method) else None
 
     def run(img):
         x = torch.from_numpy(img.transpose(2, 0, 1).copy())[None]
