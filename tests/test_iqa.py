@@ -443,3 +443,8 @@ def test_iqa_weights_that_would_run_code_are_refused(tmp_path, monkeypatch):
     # a plain state dict in the same place is accepted (the user's own weights stay usable)
     shutil.copy(bundled_assets_dir() / "cnniqa_rank.pth", evil / "cnniqa_rank.pth")
     Ensemble(device="cpu")
+    # a pickle named like a MATLAB file is no MATLAB file
+    torch.save({"params": _RunsCode(marker)}, evil / "niqe_pristine.mat")
+    with pytest.raises(UnsafeWeightsError):
+        Ensemble(device="cpu")
+    assert not marker.exists()

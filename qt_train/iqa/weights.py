@@ -13,8 +13,8 @@ which runs any code pickled into the file; a ``.pth`` dropped into ``$QT_IQA_WEI
 gate. So every pickled torch file must load with ``weights_only=True`` (tensors and plain
 containers only) before pyiqa sees it. A TorchScript archive (OpenAI's CLIP ``RN50.pt``) is not a
 Python pickle: ``torch.jit.load`` runs it in the TorchScript interpreter, which cannot import
-Python modules, so it is accepted as such. MATLAB and numpy files are read by loaders that run no
-code.
+Python modules, so it is accepted as such. MATLAB files (checked by their header) are read by
+``scipy.io.loadmat``, which runs no code.
 
 Why a network guard: pyiqa constructors download weights when given none. Nothing here may
 fetch from a hub, so metrics are built with socket connections and name lookups refused; a
@@ -77,13 +77,16 @@ class UnsafeWeightsError(ValueError):
     """A weights file that could run code when loaded."""
 
 
-_NO_CODE_SUFFIXES = (".mat", ".npz", ".json", ".txt")
+#: MATLAB files (NIQE's pristine model) start so: v5 (scipy's loadmat) or v7.3 (HDF5).
+_MAT_MAGIC = (b"MATLAB", b"\x89HDF")
 
 
 def check_weights_file(path: Path) -> None:
     """Refuse a weights file that holds more than data (see the module docstring)."""
-    if path.suffix.lower() in _NO_CODE_SUFFIXES:
-        return
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if path.suffix.lower() == ".mat" and head.startswith(_MAT_MAGIC):
+        return  # read by scipy.io.loadmat, which runs no code (a pickle named .mat goes on below)
     import pickle
 
     import torch
