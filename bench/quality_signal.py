@@ -33,16 +33,14 @@ VALIDATION_SEED = 0x5EED_7A11  # no training or evaluation run draws from this s
 
 
 def validation_pairs(task: str, n: int, size: int):
-    import torch
-
     from qt_train.data.clean import sample_clean
     from qt_train.data.degrade import degrade
+    from qt_train.data.streams import nchw
 
     rng = np.random.default_rng([VALIDATION_SEED, TASKS.index(task)])
     gt = sample_clean("mixed", n, size, rng, split="train")
     lq, _ = degrade(task, "realistic", gt, rng)
-    to = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))  # noqa: E731
-    return to(lq), to(gt)
+    return nchw(lq), nchw(gt)
 
 
 def score_candidates(task: str, ckpt: Path, n: int, size: int) -> dict:

@@ -8,6 +8,7 @@ temporary file of a writer that is still running.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -33,17 +34,13 @@ def _alive(pid: int) -> bool:
 
 def _remove_stale(folder: Path, prefix: str) -> None:
     """Remove ``prefix<pid>...`` leftovers of writers that no longer run."""
-    for p in folder.glob(f"{glob_escape(prefix)}*"):
+    for p in folder.glob(f"{glob.escape(prefix)}*"):
         pid = p.name[len(prefix):].split(".", 1)[0].split("-", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 p.unlink(missing_ok=True)
-
-
-def glob_escape(text: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

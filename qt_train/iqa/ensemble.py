@@ -19,6 +19,7 @@ inside the image, so all blocks of all images go through each member in one batc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import warnings
@@ -69,15 +70,12 @@ def _brisque_live(member: Member, path) -> torch.nn.Module:
 
 
 def _niqe_original(member: Member, path) -> torch.nn.Module:
-    """pyiqa's NIQE with the published pristine model (``calibration/niqe_original.py``)."""
-    import pyiqa
-
+    """pyiqa's NIQE with the published pristine model (``calibration/niqe_original.py``), built
+    by the same path as any pyiqa member."""
     from .judges import ASSETS
 
-    with no_network("IQA member 'niqe_original'"), contextlib.redirect_stdout(io.StringIO()):
-        return pyiqa.create_metric("niqe", as_loss=member.differentiable, device="cpu",
-                                   pretrained_model_path=str(path or ASSETS / "niqe_original.mat"),
-                                   **({"loss_reduction": "none"} if member.differentiable else {}))
+    niqe = dataclasses.replace(member, name="niqe", weights_path=str(path or ASSETS / "niqe_original.mat"))
+    return build_metric(niqe, "cpu")
 
 
 #: Members the project implements or configures itself (name -> builder(member, resolved weights
