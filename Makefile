@@ -25,11 +25,12 @@ $(STAMP): pyproject.toml constraints.txt
 install: sysdeps $(STAMP)
 
 demo: install
-	$(PY) -m qt_train.demo --out $(DEMO_OUT)
+	$(PY) -m qt_apps.demo --out $(DEMO_OUT)
 
 # One pytest process per test file: see tests/run_by_file.py for why.
 test: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) tests/run_by_file.py
 
 test-fast: install
@@ -37,6 +38,7 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info

@@ -96,6 +96,20 @@ def evaluate(ckpt: Path, out: Path, real_dir: Path | None) -> dict:
     return evaluate_checkpoint(ckpt, out, None, real, None, 256, 32, force=True)
 
 
+ROW = "claim_row.json"  # one finished row, beside its run: parallel invocations never overwrite each other
+
+
+def gather(out: Path) -> dict:
+    """``{task: {method: row}}`` of every finished run under ``out``, in VARIANTS order."""
+    results: dict = {}
+    for task_dir in sorted(p for p in out.iterdir() if p.is_dir()):
+        rows = {name: json.loads((task_dir / name / ROW).read_text()) for name in VARIANTS
+                if (task_dir / name / ROW).is_file()}
+        if rows:
+            results[task_dir.name] = rows
+    return results
+
+
 def _row(task: str, name: str, r: dict, time_s: float) -> str:
     h = r["paired"]["realistic"]
     real = r.get("real") or {}
@@ -134,7 +148,7 @@ def table(results: dict, args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
-    from qt_train.atomic import atomic_write_text
+    from qt_core.atomic import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["dehaze", "derain", "desnow", "lowlight", "underwater"])
@@ -157,7 +171,6 @@ def main(argv: list[str] | None = None) -> int:
     bases = dict(b.split("=", 1) for b in args.base)
     print(describe_machine(), flush=True)  # numbers belong to one CPU class
 
-    results: dict = {}
     for task in args.tasks:
         from fidelity import arch_overrides  # the per-task heads of each backbone: one table, there
 
@@ -173,7 +186,6 @@ def main(argv: list[str] | None = None) -> int:
             base = run_train(task, args.out / task / "base",
                              [*common, "train.method=supervised", f"train.base_iterations={args.base_iterations}",
                               "train.iterations=0"])
-        results[task] = {}
         for name in args.methods:
             method, extra = VARIANTS[name]
             run_dir = args.out / task / name
@@ -182,9 +194,10 @@ def main(argv: list[str] | None = None) -> int:
             r = evaluate(ckpt, run_dir / "eval", args.real_root / REAL_DIRS[task])
             r["time_s"] = iteration_time(run_dir)
             r["wall_s"] = time.time() - tick
-            results[task][name] = r
+            atomic_write_text(run_dir / ROW, json.dumps(r, indent=1))
             print(f"{task} {name}: held-out PSNR {r['paired']['realistic']['psnr']:.2f}", file=sys.stderr, flush=True)
-        atomic_write_text(args.out / "claim.json", json.dumps(results, indent=1))
+    results = gather(args.out)  # every finished row under --out, also those of other invocations
+    atomic_write_text(args.out / "claim.json", json.dumps(results, indent=1))
     md = table(results, args)
     atomic_write_text(args.out / "claim.md", describe_machine() + "\n\n" + md + "\n")
     print(md)

@@ -40,8 +40,8 @@ def arch_overrides(arch: str, task: str) -> list[str]:
 
 
 def evaluate_heldout(ckpt: Path, n: int = 32, size: int = 256) -> dict:
+    from qt_core.config import build
     from qt_train.checkpoint import load_checkpoint, model_from_state
-    from qt_train.config import build
     from qt_train.data.streams import held_out_pairs
     from qt_train.evaluate import paired_metrics, run_model
     from qt_train.schema import RunConfig, degradation_params
@@ -54,7 +54,7 @@ def evaluate_heldout(ckpt: Path, n: int = 32, size: int = 256) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from qt_train.atomic import atomic_write_text
+    from qt_core.atomic import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=["dehaze", "derain", "desnow", "lowlight", "underwater"])

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from qt_runtime import telemetry
 
     telemetry.disable()
-    from qt_train.atomic import atomic_write_text
+    from qt_core.atomic import atomic_write_text
     from qt_train.checkpoint import load_checkpoint, model_from_state
     from qt_train.models.profile import count_macs
 

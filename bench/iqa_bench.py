@@ -34,7 +34,7 @@ from calibration.rank_fit import (  # noqa: E402
     ladder_spearman,
     severity_ladder,
 )
-from qt_train.atomic import atomic_write_text  # noqa: E402
+from qt_core.atomic import atomic_write_text  # noqa: E402
 from qt_train.iqa import Ensemble  # noqa: E402
 
 

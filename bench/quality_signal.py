@@ -91,7 +91,7 @@ def correlations(record: dict) -> dict[str, dict[str, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
-    from qt_train.atomic import atomic_write_text
+    from qt_core.atomic import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)

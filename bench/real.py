@@ -21,6 +21,8 @@ from pathlib import Path
 from claim import REAL_DIRS, REPO  # the task -> photo folder table lives with the claim benchmark
 from machine import describe_machine  # bench/machine.py: the CPU and its ISA
 
+from qt_core.pixels import to_uint8
+
 ARCHS = ("edge_unet", "edge_guided")
 
 
@@ -33,8 +35,8 @@ def _photos(folder: Path, max_side: int) -> list[tuple[str, object]]:
 def _restore(ckpt: Path):
     import torch
 
+    from qt_core.config import build
     from qt_train.checkpoint import load_checkpoint, model_from_state
-    from qt_train.config import build
     from qt_train.method.objectives import conditioned
     from qt_train.schema import RunConfig
 
@@ -55,7 +57,7 @@ def _grid(rows: list[list], path: Path, cell: int = 256) -> None:
     import cv2
     import numpy as np
 
-    from qt_train.atomic import atomic_write_bytes
+    from qt_core.atomic import atomic_write_bytes
 
     def fit(img):
         h, w = img.shape[:2]
@@ -66,7 +68,7 @@ def _grid(rows: list[list], path: Path, cell: int = 256) -> None:
         return canvas
 
     grid = np.concatenate([np.concatenate([fit(i) for i in row], axis=1) for row in rows], axis=0)
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor((grid * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR),
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(to_uint8(grid), cv2.COLOR_RGB2BGR),
                            [cv2.IMWRITE_JPEG_QUALITY, 90])
     if not ok:
         raise RuntimeError(f"could not encode {path}")
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['brisque_live']:.2f} | {r['brisque_live_beats_input']}/{n} | "
                 f"{r['niqe_original_beats_anchor']}/{n} / {r['brisque_live_beats_anchor']}/{n} | {r['ensemble']:.3f} |")
     md = "\n".join(lines)
-    from qt_train.atomic import atomic_write_text
+    from qt_core.atomic import atomic_write_text
 
     atomic_write_text(args.out / "real.json", json.dumps(results, indent=1))
     atomic_write_text(args.out / "real.md", md + "\n")

@@ -75,7 +75,7 @@ def plot(results: list[dict], machine: str, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
-    from qt_train.atomic import atomic_write_text
+    from qt_core.atomic import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("artifact", type=Path, help="an artifact folder written by qt-export (OpenVINO)")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qt_train.atomic import atomic_write_bytes, atomic_write_text
+from qt_core.atomic import atomic_write_bytes, atomic_write_text
 from qt_train.iqa.brisque_live import ASSET
 
 
@@ -61,7 +61,7 @@ def parse_libsvm(text: str) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     from importlib.metadata import version
 
-    from qt_train.cli_common import OneLineParser
+    from qt_core.cli import OneLineParser
 
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ASSET)

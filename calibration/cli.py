@@ -3,7 +3,7 @@
   qt-calibrate iqa --out DIR            # NIQE pristine model + the learned CNNIQA member
   qt-calibrate iqa --out DIR --only niqe
 
-The files committed in calibration/assets/ were made by `qt-calibrate iqa --out calibration/assets`
+The files committed in qt_train/iqa/assets/ were made by `qt-calibrate iqa --out qt_train/iqa/assets`
 (about 7 minutes on 2 CPU cores; the JSON beside each file records its provenance).
 Point an ensemble at another folder with QT_IQA_WEIGHTS=DIR.
 """
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from qt_train.cli_common import OneLineParser, run_main
+from qt_core.cli import OneLineParser, run_main
 
 PROG = "qt-calibrate"
 

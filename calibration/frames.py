@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qt_core.pixels import to_uint8
+
 #: Below this many frames NNCF's range estimates are unreliable (its own default subset is 300).
 RECOMMENDED_FRAMES = 300
 #: The IQA ensemble's NIQE member needs 96 px; candidates are scored at least this large.
@@ -135,8 +137,8 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     if img.dtype == np.uint8:
         return img
     if img.dtype == np.uint16:
-        return (img.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
-    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        return to_uint8(img.astype(np.float32) / 65535.0)
+    return to_uint8(img)
 
 
 def _candidates(
@@ -244,7 +246,7 @@ def _load_cache(path: Path) -> CalibSet | None:
 def _save_cache(path: Path, cs: CalibSet) -> None:
     import io
 
-    from qt_train.atomic import atomic_write_bytes
+    from qt_core.atomic import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez(buf, frames=cs.frames, hash=np.array(cs.hash), sources=np.array(cs.sources, dtype=str),

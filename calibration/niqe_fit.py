@@ -17,7 +17,7 @@ conditioned model (held-out NIQE still rises with blur, noise and JPEG; see test
 The saved ``.mat`` holds ``mu_prisparam`` (1, 36) and ``cov_prisparam`` (36, 36), the keys
 ``pyiqa.archs.niqe_arch.NIQE`` reads from ``pretrained_model_path``.
 
-Run: ``python -m calibration.niqe_fit --out calibration/assets/niqe_pristine.mat``
+Run: ``python -m calibration.niqe_fit --out qt_train/iqa/assets/niqe_pristine.mat``
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from qt_train.iqa.weights import bundled_assets_dir
 
 BLOCK = 96
 SHARPNESS_THRESHOLD = 0.6
@@ -230,7 +232,7 @@ def load_pristine(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def main(argv: Sequence[str] | None = None, photo_loader: Callable[[str], np.ndarray] = package_photo) -> int:
     """CLI: fit on the package photos and write the asset + provenance."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=str(Path(__file__).parent / "assets" / "niqe_pristine.mat"))
+    ap.add_argument("--out", default=str(bundled_assets_dir() / "niqe_pristine.mat"))
     ap.add_argument("--threshold", type=float, default=SHARPNESS_THRESHOLD)
     ap.add_argument("--block", type=int, default=BLOCK)
     ap.add_argument("--offsets", type=int, nargs="+", default=list(DEFAULT_OFFSETS))

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from qt_train.atomic import atomic_write_bytes, atomic_write_text
+from qt_core.atomic import atomic_write_bytes, atomic_write_text
+from qt_train.iqa.weights import bundled_assets_dir
 
-ASSET = Path(__file__).resolve().parents[1] / "qt_train" / "iqa" / "assets" / "niqe_original.mat"
+ASSET = bundled_assets_dir() / "niqe_original.mat"
 MEMBER = "basicsr/metrics/niqe_pris_params.npz"
 PINNED_SHA256 = "2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296"
 
@@ -47,7 +48,7 @@ def read_source(source: Path) -> bytes:
 def main(argv: Sequence[str] | None = None) -> int:
     import scipy.io
 
-    from qt_train.cli_common import OneLineParser
+    from qt_core.cli import OneLineParser
 
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, required=True, help="basicsr-1.4.2.tar.gz or niqe_pris_params.npz")

@@ -30,7 +30,7 @@ ensemble's ``raw_range`` for the member is wider than (0, 1): see ``qt_train.iqa
 
 Determinism: same seed, same options, same torch thread count -> same weights (CPU).
 
-Run: ``python -m calibration.rank_fit --out calibration/assets/cnniqa_rank.pth``
+Run: ``python -m calibration.rank_fit --out qt_train/iqa/assets/cnniqa_rank.pth``
 """
 
 from __future__ import annotations
@@ -48,11 +48,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from qt_core.pixels import to_uint8
+from qt_train.iqa.weights import bundled_assets_dir
+
 #: Photos the fit never sees (same as the NIQE fit), for held-out checks.
 HELD_OUT_PHOTOS: tuple[str, ...] = ("chelsea", "grace_hopper")
 #: Generic distortions trained alongside the task degradations.
 GENERIC_KINDS: tuple[str, ...] = ("noise", "blur", "jpeg")
-DEFAULT_OUT = Path(__file__).parent / "assets" / "cnniqa_rank.pth"
+DEFAULT_OUT = bundled_assets_dir() / "cnniqa_rank.pth"
 
 
 def all_kinds() -> tuple[str, ...]:
@@ -150,16 +153,12 @@ def generic_distortion(kind: str, clean: np.ndarray, severity: float, seed: int)
 
 
 def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-    u8 = cv2.cvtColor(_to_u8(img), cv2.COLOR_RGB2BGR)
+    u8 = cv2.cvtColor(to_uint8(img), cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".jpg", u8, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     out = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     return out.astype(np.float32) / 255.0
-
-
-def _to_u8(x: np.ndarray) -> np.ndarray:
-    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def distort(kind: str, clean: np.ndarray, severity: float, seed: int) -> np.ndarray:
@@ -191,10 +190,10 @@ def build_ladders(
     sev = ladder_severities(rng, n, rungs)
     seeds = rng.integers(0, 2**31 - 1, n)
     out = np.empty((n, rungs + 1, *clean.shape[1:]), np.uint8)
-    out[:, 0] = _to_u8(clean)
+    out[:, 0] = to_uint8(clean)
     for i in range(n):
         for k in range(rungs):
-            out[i, k + 1] = _to_u8(distort(kind, clean[i : i + 1], float(sev[i, k]), int(seeds[i]))[0])
+            out[i, k + 1] = to_uint8(distort(kind, clean[i : i + 1], float(sev[i, k]), int(seeds[i]))[0])
     return out, sev
 
 
@@ -442,7 +441,7 @@ def save_weights(result: FitResult, path: str | Path, provenance: dict) -> Path:
     """Write ``{'params': state_dict}`` (what pyiqa's loader reads) and a ``.json`` sidecar, atomically."""
     import torch
 
-    from qt_train.atomic import atomic_write_bytes, atomic_write_text
+    from qt_core.atomic import atomic_write_bytes, atomic_write_text
 
     path = Path(path)
     buf = io.BytesIO()

@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
+from qt_core.hashing import hash_files
+from qt_core.pixels import to_uint8
 from qt_runtime.manifest import (
     CalibrationInfo,
     GateInfo,
     InputInfo,
     Manifest,
     QualityInfo,
-    hash_files,
     write_manifest,
 )
 
@@ -73,7 +74,7 @@ def finalize(folder: str | Path, manifest: Manifest) -> Manifest:
 
 
 def write_json(path: str | Path, data: Any) -> None:
-    from qt_train.atomic import atomic_write_text
+    from qt_core.atomic import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
 
@@ -93,10 +94,10 @@ def write_compare(path: str | Path, inputs: np.ndarray, fp32: np.ndarray, artifa
     """PNG grid, one row per frame: input | FP32 | artifact (NCHW float in [0, 1])."""
     import cv2
 
-    from qt_train.atomic import atomic_write_bytes
+    from qt_core.atomic import atomic_write_bytes
 
     def tile(a: np.ndarray) -> np.ndarray:
-        return (np.clip(a.transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
+        return to_uint8(a.transpose(1, 2, 0))
 
     n = min(rows, len(inputs))
     gap = 4

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from qt_train.cli_common import OneLineParser, run_main
+from qt_core.cli import OneLineParser, run_main
 
 from .formats import CLI_FORMATS, TARGETS
 from .gate import GateBounds

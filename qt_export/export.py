@@ -146,7 +146,7 @@ def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> Path:
 
     telemetry.disable()  # before NNCF and OpenVINO are imported
 
-    from qt_train.atomic import staged_dir
+    from qt_core.atomic import staged_dir
 
     from . import artifact_writer as aw
     from .fold import export_view, load_model, reference_fn

@@ -86,13 +86,13 @@ def _run_spec(config: dict, source: str) -> dict | None:
     """The reward ensemble the run trained with, as a dict (carried into the gate, the calibration
     frames and the manifest): from ``iqa.ensemble``, else None for the default."""
     from qt_train.iqa import spec_to_dict
-    from qt_train.iqa.spec import load_spec
+    from qt_train.iqa.spec import reward_spec
 
     path = (config.get("iqa") or {}).get("ensemble")
     if not path:
         return None
     try:
-        return spec_to_dict(load_spec(path))
+        return spec_to_dict(reward_spec(path))
     except (OSError, ValueError) as exc:
         raise ValueError(f"{source}: the run's IQA ensemble {path} cannot be read ({exc}); put it back or "
                          "re-export from a run with the default ensemble") from None

@@ -58,7 +58,7 @@ def set_metadata(path: str | Path, props: dict[str, str]) -> None:
     """Replace ONNX ``metadata_props`` keys in place (atomic rewrite)."""
     import onnx
 
-    from qt_train.atomic import atomic_write_bytes
+    from qt_core.atomic import atomic_write_bytes
 
     model = onnx.load(str(path))
     keep = [p for p in model.metadata_props if p.key not in props]

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qt_core.atomic import atomic_write_bytes
+from qt_core.hashing import sha256_file
 from qt_runtime.manifest import (
     ArtifactError,
     Manifest,
-    atomic_write_bytes,
     read_manifest,
-    sha256_file,
 )
 
 # Ops that mean "this graph is quantised" in ONNX and in OpenVINO IR.

@@ -26,15 +26,10 @@ from types import FrameType
 PROG = "qt-run"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so main() owns the one-line error and exit code 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise ValueError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from qt_core.cli import OneLineParser
+
+    p = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("artifact", type=Path, help="artifact folder written by qt-export")
     p.add_argument("--source", required=True, help="camera index, URL, GStreamer string, video file or folder")
     p.add_argument("--sink", default="null", help="video file, folder, window, udp://..., mjpeg://..., null")
@@ -196,21 +191,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from qt_runtime.engine_build import build_engine_cli
 
         return build_engine_cli(argv[1:])
-    from qt_runtime.backends.base import BackendUnavailableError, InputError
-    from qt_runtime.manifest import ArtifactError
+    from qt_core.cli import run_main
+    from qt_runtime.backends.base import BackendUnavailableError
     from qt_runtime.sinks import SinkError
     from qt_runtime.sources import SourceError
 
-    try:
+    def body(argv: Sequence[str] | None) -> int:
         try:
             args = _parser().parse_args(argv)
         except SystemExit as exc:  # --help
             return int(exc.code or 0)
         return _run(args)
-    except (ValueError, ArtifactError, BackendUnavailableError, InputError, SourceError, SinkError,
-            FileNotFoundError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+
+    return run_main(PROG, body, argv, user_errors=(BackendUnavailableError, SourceError, SinkError))
 
 
 if __name__ == "__main__":

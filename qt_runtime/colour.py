@@ -35,11 +35,6 @@ def from_model_range(image: np.ndarray, rng: Range, bgr: bool = False) -> np.nda
     return np.clip(x, 0.0, 1.0)
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """float [0, 1] -> uint8 with rounding (truncation would darken every frame by half a level)."""
-    return cv2.convertScaleAbs(np.ascontiguousarray(image, np.float32), alpha=255.0)
-
-
 def frames_to_nchw(frames: np.ndarray, rng: Range, bgr: bool = False) -> np.ndarray:
     """RGB uint8 NxHxWx3 -> float32 Nx3xHxW in the model's range; equals ``to_model_range`` + transpose."""
     n, h, w = frames.shape[:3]

@@ -12,19 +12,19 @@ built weakly typed with ``BuilderFlag.FP16`` (when ``fp16``) so TensorRT may pic
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from qt_core.atomic import atomic_write_bytes
+from qt_core.hashing import sha256_file
 from qt_runtime.artifact import Artifact, load_artifact
 from qt_runtime.backends.base import BackendUnavailableError
-from qt_runtime.manifest import ArtifactError, atomic_write_bytes, sha256_file
+from qt_runtime.manifest import ArtifactError
 
 Shape = tuple[int, ...]
 DEFAULT_DYNAMIC_HW = {"min": (64, 64), "opt": (720, 1280), "max": (1088, 1920)}
@@ -235,7 +235,10 @@ def _has_dynamic_input(network: Any) -> bool:
 
 def build_engine_cli(argv: Sequence[str] | None = None) -> int:
     """``qt-run build-engine ARTIFACT [...]``; prints the engine path, returns an exit code."""
-    p = argparse.ArgumentParser(prog="qt-run build-engine", description=__doc__.split("\n\n")[0])
+    from qt_core.cli import OneLineParser, run_main
+
+    prog = "qt-run build-engine"
+    p = OneLineParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("artifact", help="artifact folder (format onnx or onnx_qdq)")
     p.add_argument("--out", help="engine path (default: next to the artifact, named by TensorRT version and GPU)")
     p.add_argument("--no-fp16", dest="fp16", action="store_false", help="no FP16 kernels for non-Q/DQ models")
@@ -246,13 +249,15 @@ def build_engine_cli(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--timing-cache", help="timing cache file (read if present, written after the build)")
     p.add_argument("--device", type=int, default=0, help="CUDA device index")
     p.add_argument("--verbose", action="store_true")
-    a = p.parse_args(argv)
-    try:
-        path = build_engine(a.artifact, a.out, fp16=a.fp16, workspace_gb=a.workspace_gb, min_shape=a.min_shape,
-                            opt_shape=a.opt_shape, max_shape=a.max_shape, timing_cache=a.timing_cache,
-                            device=a.device, verbose=a.verbose)
-    except (ArtifactError, BackendUnavailableError, EngineBuildError, ValueError) as exc:
-        print(f"qt-run build-engine: error: {exc}", file=sys.stderr)
-        return 2
-    print(path)
-    return 0
+
+    def body(argv: Sequence[str] | None) -> int:
+        try:
+            a = p.parse_args(argv)
+        except SystemExit as exc:  # --help
+            return int(exc.code or 0)
+        print(build_engine(a.artifact, a.out, fp16=a.fp16, workspace_gb=a.workspace_gb, min_shape=a.min_shape,
+                           opt_shape=a.opt_shape, max_shape=a.max_shape, timing_cache=a.timing_cache,
+                           device=a.device, verbose=a.verbose))
+        return 0
+
+    return run_main(prog, body, argv, user_errors=(BackendUnavailableError, EngineBuildError))

@@ -7,15 +7,15 @@ backend being installed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from qt_core.atomic import atomic_write_bytes
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -357,32 +357,3 @@ def write_manifest(path: str | os.PathLike[str], manifest: Manifest) -> Path:
     text = json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n"
     atomic_write_bytes(p, text.encode("utf-8"))
     return p
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, streamed so multi-GB weights do not need to fit in memory."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def hash_files(folder: str | os.PathLike[str], files: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """``{name: sha256}`` for ``files`` inside ``folder`` — what export puts in ``sha256``."""
-    return {name: sha256_file(Path(folder) / name) for name in files}

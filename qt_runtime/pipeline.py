@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from qt_core.pixels import to_uint8
 from qt_runtime.backends.base import Backend
-from qt_runtime.colour import from_model_range, to_model_range, to_uint8
+from qt_runtime.colour import from_model_range, to_model_range
 from qt_runtime.sinks import Sink
 from qt_runtime.sources import Frame, Source, SourceError
 from qt_runtime.stats import Progress, RunStats

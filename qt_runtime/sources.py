@@ -20,9 +20,9 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from qt_core.media import IMAGE_EXTS
 from qt_runtime.stats import Gap
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "rtp", "srt")
 
 
@@ -312,9 +312,9 @@ class FolderSource(Source):
     def _open(self) -> None:
         limit_decoded_pixels()
         folder = Path(self.spec)
-        self._files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self._files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
         if not self._files:
-            raise SourceError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}")
+            raise SourceError(f"no images ({', '.join(IMAGE_EXTS)}) in folder {folder}")
         self._next = 0
         self.frame_count = len(self._files)
         self.fps = self.opts.fps

@@ -59,7 +59,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any], keep: int = 0) -> P
     """
     import torch
 
-    from qt_train.atomic import atomic_write_bytes
+    from qt_core.atomic import atomic_write_bytes
 
     tagged = {"format": FORMAT, "version": VERSION, **state}
     tagged["content_sha256"] = content_digest(tagged)
@@ -142,7 +142,7 @@ def model_from_state(state: dict[str, Any], source: str, arch: str | None = None
 
     `arch`/`arch_config` fill in for checkpoints that do not carry them (e.g. from a run config).
     """
-    from qt_train.config import build
+    from qt_core.config import build
     from qt_train.models import backbone_config_class, build_backbone, load_state_dict_checked
 
     arch = state.get("arch", arch)

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from qt_core.pixels import to_uint8
+
 
 def _cv2():
     import cv2
@@ -54,7 +56,7 @@ def dark_channel_prior(img: np.ndarray, patch: int = 15, omega: float = 0.95, t_
 
 def _clahe_l(img: np.ndarray, clip: float = 2.0) -> np.ndarray:
     cv2 = _cv2()
-    lab = cv2.cvtColor((np.clip(img, 0, 1) * 255).round().astype(np.uint8), cv2.COLOR_RGB2LAB)
+    lab = cv2.cvtColor(to_uint8(img), cv2.COLOR_RGB2LAB)
     lab[..., 0] = cv2.createCLAHE(clipLimit=clip, tileGridSize=(8, 8)).apply(lab[..., 0])
     return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB).astype(np.float32) / 255.0
 
@@ -75,7 +77,7 @@ def grey_world_clahe(img: np.ndarray) -> np.ndarray:
 
 def median3(img: np.ndarray) -> np.ndarray:
     cv2 = _cv2()
-    return cv2.medianBlur((np.clip(img, 0, 1) * 255).round().astype(np.uint8), 3).astype(np.float32) / 255.0
+    return cv2.medianBlur(to_uint8(img), 3).astype(np.float32) / 255.0
 
 
 CLASSICAL: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from qt_train.cli_common import OneLineParser, run_main
+from qt_core.cli import OneLineParser, run_main
 
 PROG = "qt-eval"
 
@@ -67,9 +67,9 @@ def evaluate_checkpoint(ckpt_path: Path, out: Path, pairs: Path | None, real: li
                         size: int, limit: int, force: bool, config: str | None = None) -> dict:
     import numpy as np
 
-    from qt_train.atomic import atomic_write_text, staged_dir
+    from qt_core.atomic import atomic_write_text, staged_dir
+    from qt_core.config import build
     from qt_train.checkpoint import load_checkpoint, model_from_state
-    from qt_train.config import build
     from qt_train.data.io import write_image
     from qt_train.data.streams import held_out_pairs
     from qt_train.evaluate import (

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from qt_core.pixels import to_uint8
+
 Model = Callable[..., torch.Tensor]
 
 
@@ -85,7 +87,7 @@ def before_after_grid(lq: torch.Tensor, out: torch.Tensor, gt: torch.Tensor | No
     cols = [lq[:n], out[:n]] + ([gt[:n]] if gt is not None else [])
     rows = [torch.cat([c[i] for c in cols], dim=2) for i in range(min(n, len(lq)))]
     grid = torch.cat(rows, dim=1).clamp(0, 1)
-    return (grid.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+    return to_uint8(grid.permute(1, 2, 0).numpy())
 
 
 def plot_level_curve(curve: LevelCurve, path: Any, title: str = "") -> None:

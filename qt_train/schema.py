@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from qt_train.config import ConfigError, build, load_config, read_yaml
+from qt_core.config import ConfigError, build, load_config, read_yaml
 from qt_train.data.degrade import TASKS
 
 TASK_NAMES = TASKS  # one list of tasks: the degradation engine's table

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qt_core.hashing import hash_files
 from qt_runtime.manifest import (
     CalibrationInfo,
     GateInfo,
@@ -23,7 +24,6 @@ from qt_runtime.manifest import (
     Manifest,
     OutputInfo,
     QualityInfo,
-    hash_files,
     write_manifest,
 )
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from qt_train.atomic import atomic_write_bytes, staged_dir
+from qt_core.atomic import atomic_write_bytes, staged_dir
 
 
 def _dead_pid() -> int:

@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 import yaml
 
-from qt_train.config import ConfigError, build, load_config, save_run_record, to_dict
+from qt_core.config import ConfigError, build, load_config, save_run_record, to_dict
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def test_run_record_round_trips(tmp_path):
 
 
 @pytest.mark.parametrize("module", ["qt_train.train.cli", "qt_train.data.cli", "qt_train.eval_cli",
-                                    "qt_train.iqa.cli", "calibration.cli", "qt_export.cli", "qt_train.demo"])
+                                    "qt_train.iqa.cli", "calibration.cli", "qt_export.cli", "qt_apps.demo"])
 def test_every_command_reports_usage_errors_in_one_line(module, capsys):
     import importlib
 

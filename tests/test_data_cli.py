@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qt_train.config import ConfigError
+from qt_core.config import ConfigError
 from qt_train.data.cli import main
 from qt_train.data.io import read_image
 from qt_train.schema import TASK_NAMES, degradation_params, load_run_config

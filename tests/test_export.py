@@ -17,8 +17,8 @@ WIDTHS = (8, 16, 16)
 def _save_tiny(path: Path, arch: str = "edge_unet", seed: int = 0) -> Path:
     import torch
 
+    from qt_core.config import to_dict
     from qt_train.checkpoint import save_checkpoint
-    from qt_train.config import to_dict
     from qt_train.models import build_backbone
     from qt_train.schema import RunConfig
 
@@ -328,9 +328,9 @@ def test_edge_guided_dynamic_export_gated_at_sizes_off_its_stride(tmp_path: Path
     import torch
 
     import qt_runtime
+    from qt_core.config import to_dict
     from qt_export.gate import run_backend
     from qt_train.checkpoint import save_checkpoint
-    from qt_train.config import to_dict
     from qt_train.models import build_backbone
     from qt_train.schema import RunConfig
 

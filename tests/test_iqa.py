@@ -184,8 +184,16 @@ def test_block_quality_map_expand():
 # ----------------------------------------------------------------------------- spec as data
 
 
-def test_yaml_default_matches_code():
-    assert load_spec(REPO / "configs" / "iqa" / "default.yaml") == default_spec()
+def test_presets_are_the_packaged_yaml_files():
+    """One YAML file per preset and no Python twin: the table lists exactly the files."""
+    from qt_train.iqa.spec import PRESETS, PRESETS_DIR
+
+    assert sorted(PRESETS) == sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+    for name in PRESETS:
+        assert load_spec(name) == load_spec(PRESETS_DIR / f"{name}.yaml")
+    assert default_spec().names == ("niqe", "piqe", "cnniqa")
+    with pytest.raises(FileNotFoundError, match="default, reference, judge"):
+        load_spec("defualt")
 
 
 def test_spec_dict_roundtrip():
@@ -204,7 +212,7 @@ def test_spec_from_dict_unknown_keys():
     d["members"][0]["wieght"] = 1.0
     with pytest.raises(ValueError, match=r"members\[0\].*wieght"):
         spec_from_dict(d)
-    with pytest.raises(ValueError, match="missing key 'members'"):
+    with pytest.raises(ValueError, match="missing required key 'members'"):
         spec_from_dict({"levels": 8})
 
 

@@ -13,7 +13,7 @@ import torch
 from calibration import niqe_fit
 from calibration.niqe_fit import HELD_OUT_PHOTOS, package_photo
 
-ASSET = niqe_fit.Path(niqe_fit.__file__).parent / "assets" / "niqe_pristine.mat"
+ASSET = niqe_fit.bundled_assets_dir() / "niqe_pristine.mat"
 
 
 

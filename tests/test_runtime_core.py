@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from qt_core.hashing import hash_files, sha256_file
 from qt_runtime import ArtifactError, load_artifact, open_backend, read_manifest, write_manifest
 from qt_runtime.artifact import METADATA_KEY, mirror_into_onnx, read_mirrored_manifest, read_onnx_metadata
 from qt_runtime.backends import BACKENDS, BackendUnavailableError, InputError, default_backend
-from qt_runtime.manifest import Manifest, hash_files, sha256_file
+from qt_runtime.manifest import Manifest
 from qt_runtime.tiling import axis_starts, fit_to_input, restore_from_input, tile_infer
 from tests.runtime_models import (
     ACT_SCALE,

@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 import pytest
 
+from qt_core.pixels import to_uint8
 from qt_runtime.artifact import load_artifact
 from qt_runtime.backends import open_backend
 from qt_runtime.backends.base import Backend
 from qt_runtime.cli import main
-from qt_runtime.colour import to_uint8
 from qt_runtime.pipeline import Pipeline, PipelineOptions, QualityKnob, fit_frame
 from qt_runtime.sinks import ImageFolderSink, NullSink, SinkError, SinkOptions, VideoFileSink, open_sink
 from qt_runtime.sources import (

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from qt_train.cli_common import OneLineParser, add_config_args, run_main
+from qt_core.cli import OneLineParser, add_config_args, run_main
 
 PROG = "qt-data"
 

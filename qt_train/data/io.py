@@ -27,34 +27,27 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from qt_train.atomic import atomic_write_bytes
-
-IMAGE_EXTS: tuple[str, ...] = (
-    ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm",
+from qt_core.atomic import atomic_write_bytes
+from qt_core.media import (  # noqa: F401 - the data engine's names for them
+    IMAGE_EXTS,
+    VIDEO_EXTS,
+    DataError,
+    MissingDataError,
+    list_files,
+    list_images,
 )
-VIDEO_EXTS: tuple[str, ...] = (
-    ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".ts",
-)
+from qt_core.pixels import to_float, to_uint8  # noqa: F401
 
 #: Refuse images with more pixels than this (about 16000 x 10000). It sits below Pillow's own
 #: hard limit (2 x Image.MAX_IMAGE_PIXELS) so our clear error is what users see.
 MAX_PIXELS = 160_000_000
 
 _EXIF_ORIENTATION = 0x0112
-
-
-class DataError(ValueError):
-    """A dataset/folder problem found before training starts (missing, empty, mismatched)."""
-
-
-class MissingDataError(DataError, FileNotFoundError):
-    """A folder or file that does not exist; catchable as DataError or FileNotFoundError."""
 
 
 class ImageReadError(ValueError):
@@ -159,15 +152,6 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
         raise ImageReadError(path, _reason(exc)) from None
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
-
-
-def to_float(arr: np.ndarray) -> np.ndarray:
-    """uint8/uint16/float array -> float32 in [0, 1] (16-bit is scaled by 1/65535)."""
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) * np.float32(1.0 / 255.0)
-    if arr.dtype == np.uint16:
-        return arr.astype(np.float32) * np.float32(1.0 / 65535.0)
-    return np.clip(arr.astype(np.float32, copy=False), 0.0, 1.0)
 
 
 def _check_truncation_policy(path: Path) -> None:
@@ -373,49 +357,6 @@ def _quantise(arr: np.ndarray, bits: int) -> np.ndarray:
     if arr.dtype == np.uint16 and bits == 8:
         return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.floating):
-        return (np.clip(np.nan_to_num(arr), 0.0, 1.0) * top + 0.5).astype(dtype)
+        arr = np.nan_to_num(arr)
+        return to_uint8(arr) if bits == 8 else np.rint(np.clip(arr, 0.0, 1.0) * top).astype(dtype)
     raise ValueError(f"cannot write array of dtype {arr.dtype}")
-
-
-# --------------------------------------------------------------------------------------------
-# listing
-# --------------------------------------------------------------------------------------------
-
-
-def list_images(
-    folder: str | os.PathLike,
-    recursive: bool = False,
-    exts: Iterable[str] = IMAGE_EXTS,
-) -> list[Path]:
-    """Sorted image files in ``folder`` (by suffix, case-insensitive; hidden files skipped).
-
-    Raises :class:`MissingDataError` if the folder does not exist and :class:`DataError` if it
-    holds no matching files, each saying what to do.
-    """
-    return list_files(folder, exts, recursive=recursive, what="images")
-
-
-def list_files(
-    folder: str | os.PathLike,
-    exts: Iterable[str],
-    recursive: bool = False,
-    what: str = "files",
-) -> list[Path]:
-    """Sorted files with one of ``exts`` in ``folder``; errors as in :func:`list_images`."""
-    folder = Path(folder).expanduser()
-    exts = tuple(e.lower() for e in exts)
-    if not folder.exists():
-        raise MissingDataError(f"folder {folder} does not exist; check the path "
-                               "(or the data.* entry in your config)")
-    if not folder.is_dir():
-        raise DataError(f"{folder} is a file, not a folder of {what}; pass its parent folder")
-    pattern = "**/*" if recursive else "*"
-    found = sorted(
-        p for p in folder.glob(pattern)
-        if p.suffix.lower() in exts and not p.name.startswith(".") and p.is_file()
-    )
-    if not found:
-        hint = "" if recursive else " (or enable recursive search for sub-folders)"
-        raise DataError(f"folder {folder} contains no {what} with suffixes "
-                        f"{', '.join(exts)}; add some{hint}")
-    return found

@@ -35,8 +35,8 @@ def make_paired_set(
     config: Any = None,
 ) -> Path:
     """Synthesise `n` (degraded, clean) pairs into `out`; returns `out`."""
-    from qt_train.atomic import atomic_write_text, staged_dir
-    from qt_train.config import save_run_record
+    from qt_core.atomic import atomic_write_text, staged_dir
+    from qt_core.config import save_run_record
     from qt_train.data.clean import sample_clean
     from qt_train.data.degrade import DOMAINS, TASKS, default_params, degrade
     from qt_train.data.io import write_image

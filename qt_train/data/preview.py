@@ -10,7 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from qt_train.atomic import atomic_write_bytes
+from qt_core.atomic import atomic_write_bytes
+from qt_core.pixels import to_uint8
 
 from .degrade import DOMAINS, TASKS, degrade
 
@@ -26,7 +27,7 @@ _GAP = 4
 
 
 def _to_u8_bgr(img: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)[..., ::-1]
+    return to_uint8(img)[..., ::-1]
 
 
 def _label(width: int, text: str) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from qt_core.pixels import to_uint8
 from qt_train.schema import RunConfig
 
 
@@ -56,7 +57,7 @@ class LabelledStream:
 
             rng = np.random.default_rng([cfg.seed, 0xC1EA])
             clean = sample_clean(d.clean, d.n_train, max(d.size, d.patch), rng, folder=d.clean_folder, split="train")
-            self.pool = np.round(clean * 255.0).astype(np.uint8)
+            self.pool = to_uint8(clean)
 
     def batch(self, it: int, rank: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = _rng(self.cfg.seed, it, rank, 0)

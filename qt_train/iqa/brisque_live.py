@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-ASSET = Path(__file__).resolve().parent / "assets" / "brisque_live.npz"
+from .weights import bundled_assets_dir
+
+ASSET = bundled_assets_dir() / "brisque_live.npz"
 
 
 @dataclass(frozen=True)

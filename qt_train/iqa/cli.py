@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qt_train.cli_common import OneLineParser, run_main
+from qt_core.cli import OneLineParser, run_main
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from .spec import EnsembleSpec
 
 PROG = "qt-iqa"
-PRESETS = ("default", "reference")
 
 
 # --------------------------------------------------------------------------- arguments
@@ -45,7 +44,7 @@ def _positive(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    ens_help = "ensemble spec YAML, or 'default' / 'reference' (default: default)"
+    ens_help = "ensemble spec YAML, or a preset: default / reference / judge (default: default)"
 
     score = sub.add_parser("score", help="score images, folders (recursive) and videos")
     score.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image, video or folder")
@@ -71,20 +70,6 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--no-hash-check", action="store_true", help="skip the SHA-256 checks named by the sources")
     fetch.add_argument("--dry-run", action="store_true", help="print what would be fetched, touch nothing")
     return parser
-
-
-def load_ensemble_spec(value: str) -> EnsembleSpec:
-    """A preset name or a YAML file; a missing file is a clear FileNotFoundError."""
-    from .spec import default_spec, load_spec, reference_spec
-
-    if value == "default":
-        return default_spec()
-    if value == "reference":
-        return reference_spec()
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"ensemble spec {value} not found (give a YAML file or one of {', '.join(PRESETS)})")
-    return load_spec(path)
 
 
 def build_ensemble(spec: EnsembleSpec, weights: Path | None, device: str | None) -> Ensemble:
@@ -333,7 +318,9 @@ def format_table(records: list[dict[str, Any]], summary: dict[str, Any], spec: E
 def _score(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    spec = load_ensemble_spec(args.ensemble)
+    from .spec import load_spec
+
+    spec = load_spec(args.ensemble)
     if args.size is not None:
         small = too_small(args.size, args.size, spec)
         if small:
@@ -372,9 +359,10 @@ def _fetch(args: argparse.Namespace) -> int:
     import dataclasses
 
     from . import fetch as fx
+    from .spec import load_spec
     from .weights import WEIGHTS_ENV
 
-    spec = load_ensemble_spec(args.ensemble)
+    spec = load_spec(args.ensemble)
     sources, notes = fx.plan(spec, args.base_url)
     if args.no_hash_check:
         sources = [dataclasses.replace(s, sha256=None, sha256_prefix=None) for s in sources]

@@ -37,6 +37,8 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlparse
 
+from qt_core.hashing import sha256_file
+
 from .spec import EnsembleSpec, Member
 from .weights import bundled_assets_dir
 
@@ -192,7 +194,7 @@ def _check_base_url(base_url: str | None) -> str | None:
 def source_for(member: Member, base_url: str | None = None) -> WeightsSource | None:
     """Where a member's weights file comes from; None if it needs none or uses an absolute path.
 
-    A file shipped in ``calibration/assets`` (the fitted NIQE model) is copied; anything else is
+    A file shipped in ``qt_train/iqa/assets`` (the fitted NIQE model) is copied; anything else is
     looked up by file name in pyiqa's URL tables. Raises ValueError when pyiqa lists no such file.
     """
     if member.weights_path is None:
@@ -242,14 +244,6 @@ def plan(spec: EnsembleSpec, base_url: str | None = None) -> tuple[list[WeightsS
 
 
 # --------------------------------------------------------------------------- verify, download, copy
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_digest(src: WeightsSource, digest: str, size: int) -> str | None:

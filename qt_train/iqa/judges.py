@@ -13,9 +13,10 @@ The judge ensemble is ``spec.default_judge_spec()`` (its members are built from
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+from .weights import bundled_assets_dir
+
+ASSETS = bundled_assets_dir()
 
 
 def build_judges(names: tuple[str, ...] | None = None) -> dict[str, Callable]:

@@ -9,6 +9,7 @@ No torch or pyiqa import here: a spec can be built, validated and written withou
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -29,7 +30,7 @@ class Member:
     direction: "higher" if a larger raw score means better quality, else "lower".
     raw_range: (lo, hi) raw values mapped to the ends of [0, 1] (clamped outside).
     weights_path: weights file; relative paths resolve against ``weights_dir`` /
-        ``$QT_IQA_WEIGHTS`` / the bundled ``calibration/assets`` (see ``weights.py``).
+        ``$QT_IQA_WEIGHTS`` / the bundled ``qt_train/iqa/assets`` (see ``weights.py``).
         None means the metric needs no weights (it is built with the network blocked).
     differentiable: whether ``Ensemble.reward`` lets gradients flow through this member.
     options: extra ``pyiqa.create_metric`` keyword arguments, as (key, value) pairs.
@@ -126,48 +127,31 @@ class EnsembleSpec:
 # --------------------------------------------------------------------------- dict / YAML
 
 
-def _check_keys(d: dict, cls: type, where: str) -> None:
-    allowed = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - allowed)
-    if unknown:
-        raise ValueError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
-        )
+def _pairs(options: Any) -> Any:
+    """An options mapping (as YAML writes it) as the (key, value) pairs a frozen spec holds."""
+    if isinstance(options, dict):
+        return [[str(k), v] for k, v in sorted(options.items())]
+    return options
 
 
 def member_from_dict(d: dict[str, Any], where: str = "member") -> Member:
-    """Build a Member from plain YAML types (lists become tuples, an options mapping becomes pairs)."""
-    if not isinstance(d, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
-    _check_keys(d, Member, where)
-    kw = dict(d)
-    if "raw_range" in kw:
-        kw["raw_range"] = tuple(kw["raw_range"])
-    opts = kw.get("options", ())
-    if isinstance(opts, dict):
-        kw["options"] = tuple(sorted(opts.items()))
-    elif opts:
-        kw["options"] = tuple(tuple(p) for p in opts)
-    try:
-        return Member(**kw)
-    except TypeError as exc:  # a missing required key
-        raise ValueError(f"{where}: {exc}") from None
+    """Build a Member from plain YAML types with the project's strict loader (unknown keys and
+    wrong types are one-line errors that name the key)."""
+    from qt_core.config import build
+
+    if isinstance(d, dict) and "options" in d:
+        d = {**d, "options": _pairs(d["options"])}
+    return build(Member, d, source=where)
 
 
-def spec_from_dict(d: dict[str, Any]) -> EnsembleSpec:
-    """Build an EnsembleSpec from a mapping (as read from YAML); unknown keys raise ValueError."""
-    if not isinstance(d, dict):
-        raise ValueError(f"ensemble spec: expected a mapping, got {type(d).__name__}")
-    _check_keys(d, EnsembleSpec, "ensemble spec")
-    if "members" not in d:
-        raise ValueError("ensemble spec: missing key 'members'")
-    kw = dict(d)
-    kw["members"] = tuple(
-        member_from_dict(m, where=f"ensemble spec members[{i}]") for i, m in enumerate(d["members"])
-    )
-    if kw.get("thresholds") is not None:
-        kw["thresholds"] = tuple(kw["thresholds"])
-    return EnsembleSpec(**kw)
+def spec_from_dict(d: dict[str, Any], where: str = "ensemble spec") -> EnsembleSpec:
+    """Build an EnsembleSpec from a mapping (as read from YAML); errors raise ConfigError (a ValueError)."""
+    from qt_core.config import build
+
+    if isinstance(d, dict) and isinstance(d.get("members"), list):
+        d = {**d, "members": [{**m, "options": _pairs(m["options"])} if isinstance(m, dict) and "options" in m
+                              else m for m in d["members"]]}
+    return build(EnsembleSpec, d, source=where)
 
 
 def spec_to_dict(spec: EnsembleSpec) -> dict[str, Any]:
@@ -186,153 +170,47 @@ def spec_to_dict(spec: EnsembleSpec) -> dict[str, Any]:
     }
 
 
-def load_spec(path: str | Path) -> EnsembleSpec:
-    """Read an ensemble spec from a YAML file (top level = the spec mapping)."""
-    from qt_train.config import read_yaml
-
-    data = read_yaml(path)  # one-line errors for a missing file, bad YAML, deep nesting
-    try:
-        return spec_from_dict(data)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
-
-
 # --------------------------------------------------------------------------- presets
+#: The packaged ensembles, one YAML file each in ``qt_train/iqa/presets/``: ``default`` (the
+#: offline reward), ``reference`` (the paper's mix; needs downloaded weights), ``judge`` (the
+#: human-calibrated members no student optimises). ``iqa.ensemble`` / ``iqa.judge`` take a
+#: preset name or a path to a YAML file of your own.
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+PRESETS: tuple[str, ...] = ("default", "reference", "judge")
 
-#: NIQE raw range with the fitted pristine model, measured on the 9 package photos: whole photos
-#: 1.4-6.9 clean, 5.6-15.3 under blur sigma 2 / noise 0.05 / JPEG q10; 256 px crops 6.3-19.9
-#: clean (flat sky crops score high), 9-32 degraded. 2 maps to 1, 30 to 0.
-NIQE_RANGE = (2.0, 30.0)
-#: PIQE is defined on 0..100 (lower is better).
-PIQE_RANGE = (0.0, 100.0)
+
+def load_spec(source: str | Path) -> EnsembleSpec:
+    """A preset by name (``PRESETS``) or an ensemble spec YAML file (top level = the spec mapping)."""
+    from qt_core.config import read_yaml
+
+    path = PRESETS_DIR / f"{source}.yaml" if str(source) in PRESETS else Path(source).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"ensemble spec {source} not found (give a YAML file or one of {', '.join(PRESETS)})")
+    data = read_yaml(path)  # one-line errors for a missing file, bad YAML, deep nesting
+    return spec_from_dict(data, where=str(path))
 
 
-#: The learned member's raw range. ``calibration/rank_fit.py`` folds an affine map into the last
-#: layer so the mean clean training crop (144 px) scores 1 and the mean most-severe rung 0; single
-#: images spread wider (max/min pooling grows with image size): on held-out 256 px ladders
-#: (the benchmark's images and severities) the 1st-99th percentile is -2.0 .. 1.8. A (0, 1)
-#: range clamped clean and mildly degraded images to the same value (ties: per-image rho fell to
-#: 0.66 on dehaze), so the range covers the measured spread.
-CNNIQA_RANGE = (-2.0, 2.0)
-#: Head size of the fitted CNNIQA (pyiqa's default is 800/800); must match the weights file.
-CNNIQA_OPTIONS: tuple[tuple[str, Any], ...] = (("n1_nodes", 128), ("n2_nodes", 128))
+@functools.cache
+def _preset(name: str) -> EnsembleSpec:
+    return load_spec(name)
 
 
 def default_spec() -> EnsembleSpec:
-    """The offline ensemble: NIQE (fitted pristine model) + PIQE + the learned CNNIQA. No downloads.
-
-    Weights NIQE 0.2 / PIQE 0.1 / CNNIQA 0.7. Why (measured, docs/results.md): CNNIQA
-    (``calibration/rank_fit.py``) is trained to rank exactly our degradations (five tasks, both
-    domains, noise/blur/JPEG) and ranks every task on held-out images (rho ~0.9-1); NIQE ranks
-    rain, snow and synthetic low light but not haze or underwater casts (naturalness statistics
-    they barely move); PIQE ranks haze and low light but *inverts* rain and snow (streaks and
-    flakes read as "activity"), so it gets the least weight. CNNIQA does not get all of it: a
-    small CNN is the easiest member for a preference loss to exploit, and NIQE/PIQE keep 30 %
-    of the score tied to independent, hand-crafted evidence.
-
-    Gradients in ``Ensemble.reward``: NIQE (pyiqa's rounding is a straight-through round) and
-    CNNIQA (a plain CNN); PIQE is not differentiable (hard thresholds).
-    """
-    return EnsembleSpec(
-        members=(
-            Member(
-                name="niqe",
-                weight=0.2,
-                direction="lower",
-                raw_range=NIQE_RANGE,
-                weights_path="niqe_pristine.mat",
-                differentiable=True,
-                min_size=96,
-            ),
-            Member(name="piqe", weight=0.1, direction="lower", raw_range=PIQE_RANGE, min_size=16),
-            Member(
-                name="cnniqa",
-                weight=0.7,
-                direction="higher",
-                raw_range=CNNIQA_RANGE,
-                weights_path="cnniqa_rank.pth",
-                differentiable=True,
-                options=CNNIQA_OPTIONS,
-                min_size=16,
-            ),
-        ),
-        levels=8,
-        thresholds=None,
-        block=144,
-    )
+    """The offline reward ensemble (``presets/default.yaml``): NIQE (fitted pristine model) +
+    PIQE + the learned CNNIQA, weights 0.2 / 0.1 / 0.7. No downloads."""
+    return _preset("default")
 
 
 def reference_spec() -> EnsembleSpec:
-    """The paper's mix: 0.4 MUSIQ + 0.2 CLIP-based + 0.4 BRISQUE. Needs downloaded weights.
-
-    Constructing it touches nothing; building an ``Ensemble`` from it raises a clear
-    FileNotFoundError for each missing file. The paper's CLIP member is DA-CLIP's degradation
-    probability, which pyiqa lacks; pyiqa's ``clipiqa`` (CLIP RN50 + antonym prompts, score in
-    [0, 1]) stands in and takes the CLIP checkpoint as its ``backbone`` argument.
-    BRISQUE uses the paper's mapping (100 - b) / 100, but clamped to [0, 1].
-    """
-    return EnsembleSpec(
-        members=(
-            Member(
-                name="musiq",
-                weight=0.4,
-                direction="higher",
-                raw_range=(0.0, 100.0),
-                weights_path="musiq_koniq_ckpt-e95806b9.pth",
-                differentiable=True,
-                min_size=32,
-            ),
-            Member(
-                name="clipiqa",
-                weight=0.2,
-                direction="higher",
-                raw_range=(0.0, 1.0),
-                weights_path="clip/RN50.pt",
-                differentiable=True,
-                weights_arg="backbone",
-                min_size=32,
-            ),
-            Member(
-                name="brisque",
-                weight=0.4,
-                direction="lower",
-                raw_range=(0.0, 100.0),
-                weights_path="brisque_svm_weights.pth",
-                min_size=32,
-            ),
-        ),
-        levels=8,
-        thresholds=None,
-        block=144,
-    )
-
-
-# --------------------------------------------------------------------------- the judge
-#: Judge ranges (lower is better for both): NIQE with the published pristine model rates whole
-#: real photos 3-6 and 256 px restorations 4-12; BRISQUE-LIVE spans ~0-100 (LIVE's DMOS scale),
-#: restorations 10-60.
-NIQE_ORIGINAL_RANGE = (2.0, 12.0)
-BRISQUE_LIVE_RANGE = (0.0, 80.0)
+    """The paper's mix (``presets/reference.yaml``): 0.4 MUSIQ + 0.2 CLIP-IQA + 0.4 BRISQUE; needs
+    downloaded weights (constructing it touches nothing)."""
+    return _preset("reference")
 
 
 def default_judge_spec() -> EnsembleSpec:
-    """The judge: IQA models calibrated outside this project that no student optimises — NIQE
-    with the published pristine model and BRISQUE with the LIVE-trained SVR, equal weights.
-
-    Benchmarks and ``qt-eval`` report it beside the reward ensemble; a gain that only the reward
-    sees is reward hacking. ``check_disjoint`` refuses a reward that contains a judge member.
-    """
-    return EnsembleSpec(
-        members=(
-            Member(name="niqe_original", weight=0.5, direction="lower", raw_range=NIQE_ORIGINAL_RANGE,
-                   min_size=96),
-            Member(name="brisque_live", weight=0.5, direction="lower", raw_range=BRISQUE_LIVE_RANGE,
-                   min_size=16),
-        ),
-        levels=8,
-        thresholds=None,
-        block=144,
-    )
+    """The judge (``presets/judge.yaml``): NIQE with the published pristine model and BRISQUE with
+    the LIVE-trained SVR, equal weights — calibrated outside this project, optimised by no student."""
+    return _preset("judge")
 
 
 def check_disjoint(reward: EnsembleSpec, judge: EnsembleSpec) -> None:
@@ -343,9 +221,15 @@ def check_disjoint(reward: EnsembleSpec, judge: EnsembleSpec) -> None:
                          "remove them from one (iqa.ensemble / iqa.judge)")
 
 
+def reward_spec(ensemble: str | Path | None) -> EnsembleSpec:
+    """The reward ensemble a run's ``iqa.ensemble`` names (a preset or a file; None: the default)."""
+    return load_spec(ensemble) if ensemble else default_spec()
+
+
 def reward_and_judge(ensemble: str | Path | None, judge: str | Path | None) -> tuple[EnsembleSpec, EnsembleSpec]:
-    """The run's reward spec and judge spec (files, else the defaults), checked to be disjoint."""
-    reward_spec = load_spec(ensemble) if ensemble else default_spec()
+    """The run's reward spec and judge spec (``iqa.ensemble`` / ``iqa.judge``), checked disjoint:
+    training, ``qt-eval`` and the benchmarks resolve them here and nowhere else."""
+    reward = reward_spec(ensemble)
     judge_spec = load_spec(judge) if judge else default_judge_spec()
-    check_disjoint(reward_spec, judge_spec)
-    return reward_spec, judge_spec
+    check_disjoint(reward, judge_spec)
+    return reward, judge_spec

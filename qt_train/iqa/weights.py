@@ -3,7 +3,7 @@
 Resolution of a member's ``weights_path``:
   * absolute (or ``~``) path: used as is;
   * relative path: the first existing file among ``weights_dir`` (argument),
-    ``$QT_IQA_WEIGHTS``, and the bundled fitted assets ``calibration/assets/`` (found by path
+    ``$QT_IQA_WEIGHTS``, and the bundled fitted assets ``qt_train/iqa/assets/`` (found by path
     next to the ``qt_train`` package, installed or not; qt_train does not import calibration).
 A missing file raises FileNotFoundError naming the member, the file and every place searched.
 
@@ -41,8 +41,8 @@ FETCH_HINT = (
 
 
 def bundled_assets_dir() -> Path:
-    """The project's fitted IQA assets (``calibration/assets`` beside the ``qt_train`` package)."""
-    return Path(__file__).resolve().parents[2] / "calibration" / "assets"
+    """The project's fitted IQA assets, shipped inside this package (``qt_train/iqa/assets``)."""
+    return Path(__file__).resolve().parent / "assets"
 
 
 def search_dirs(weights_dir: str | os.PathLike | None = None) -> list[Path]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from qt_train.config import changed_keys, to_dict
+from qt_core.config import changed_keys, to_dict
 from qt_train.method.levels import quantile_cuts
 from qt_train.schema import RunConfig, degradation_params, model_options
 from qt_train.train.distributed import (
@@ -95,8 +95,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, argv: list[
 
 def _train(cfg: RunConfig, run_dir: Path, resume: bool, argv: list[str], source: str, progress: bool,
            d: Dist, resume_override: bool = False) -> Path:
+    from qt_core.config import save_run_record
     from qt_train.checkpoint import load_checkpoint, save_checkpoint
-    from qt_train.config import save_run_record
     from qt_train.data.streams import LabelledStream, RealPool, held_out_pairs
     from qt_train.method import objectives
     from qt_train.method.bank import MemoryBank
@@ -136,9 +136,9 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, argv: list[str], source:
     ensemble = None
     if semi and entry.uses_iqa:
         from qt_train.iqa import Ensemble
-        from qt_train.iqa.spec import default_spec, load_spec
+        from qt_train.iqa.spec import reward_and_judge
 
-        spec = load_spec(cfg.iqa.ensemble) if cfg.iqa.ensemble else default_spec()
+        spec, _ = reward_and_judge(cfg.iqa.ensemble, cfg.iqa.judge)  # a judge the student optimises is refused here
         ensemble = Ensemble(spec, device=t.device, weights_dir=cfg.iqa.weights_dir)
     heldout = held_out_pairs(cfg, params, "realistic") if cfg.data.n_val else None
 
@@ -235,7 +235,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, argv: list[str], source:
         log.note(f"nothing to do: {last} is already at iteration {start} of {total}")
     log.close()
     if d.main:
-        from qt_train.atomic import atomic_write_text
+        from qt_core.atomic import atomic_write_text
 
         summary = {"iterations": total, "checkpoint": str(last), "method": t.method, **log.last_eval}
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from qt_core.pixels import to_uint8
+
 Array = np.ndarray
 Record = dict[str, Array]
 """Per-batch sampled parameters: name -> array of shape (N,) or (N, k)."""
@@ -343,7 +345,7 @@ def quantise(x: Array, levels: int = 255) -> Array:
 
 def jpeg_roundtrip(img: Array, quality: int) -> Array:
     """Encode/decode one (H,W,3) RGB float image as JPEG (4:2:0 chroma): blocking, ringing, bleed."""
-    u8 = np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+    u8 = to_uint8(img)
     ok, buf = cv2.imencode(".jpg", u8[..., ::-1], [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
     if not ok:  # pragma: no cover - cv2 always encodes a valid uint8 image
         raise RuntimeError("JPEG encoding failed")

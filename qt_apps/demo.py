@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from qt_train.cli_common import OneLineParser, run_main
+from qt_core.cli import OneLineParser, run_main
 
 PROG = "qt-demo"
 # Small enough for ~1 minute of CPU: the method's pieces all run (bank, levels, preference, consistency).
@@ -101,6 +101,7 @@ def _hazy_clip(path: Path, seed: int, frames: int = 48, size: int = 256) -> Path
     import cv2
     import numpy as np
 
+    from qt_core.pixels import to_uint8
     from qt_train.data.clean import package_photos
     from qt_train.data.degrade import degrade
 
@@ -113,7 +114,7 @@ def _hazy_clip(path: Path, seed: int, frames: int = 48, size: int = 256) -> Path
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 12.0, (size, size))
     for f in hazy:
-        writer.write(cv2.cvtColor((f * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR))
+        writer.write(cv2.cvtColor(to_uint8(f), cv2.COLOR_RGB2BGR))
     writer.release()
     return path
 

@@ -26,11 +26,13 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_main(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None) -> int:
-    """Run a command body; a user error becomes `prog: error: ...` on stderr and exit status 2."""
+def run_main(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None,
+             user_errors: tuple[type[BaseException], ...] = ()) -> int:
+    """Run a command body; a user error (``USER_ERRORS`` and the command's own ``user_errors``)
+    becomes `prog: error: ...` on stderr and exit status 2."""
     try:
         return body(argv)
-    except USER_ERRORS as exc:
+    except (*USER_ERRORS, *user_errors) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2

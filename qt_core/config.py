@@ -292,7 +292,7 @@ def save_run_record(run_dir: str | Path, cfg: Any, argv: Sequence[str], append: 
 
     import yaml
 
-    from qt_train.atomic import atomic_write_text
+    from qt_core.atomic import atomic_write_text
 
     run_dir = Path(run_dir)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,1 @@
+"""Applications at the top of the stack: scripts that drive the public commands (the demo)."""
