@@ -1,4 +1,4 @@
-"""The export pipeline: checkpoint -> view -> (PTQ, QAT) -> model files -> gate -> artifact.
+"""The export pipeline: checkpoint -> view -> frames -> (PTQ, QAT) -> model files -> gate -> artifact.
 
 Why it is shaped this way:
 
@@ -12,6 +12,7 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import shutil
@@ -138,106 +139,214 @@ def _split(frames: np.ndarray, n_gate: int, source: str = "--calib") -> tuple[np
     return frames[mask], frames[gate_idx]
 
 
-def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> Path:
-    """Export per ``opts``; returns the artifact folder. Raises GateFailed / ValueError."""
-    import torch
+@dataclass(frozen=True)
+class Model:
+    """Step 1-2's result: the checkpoint's model, the quality handling, the module to export and
+    its FP32 reference."""
 
+    loaded: Any  # fold.LoadedModel
+    quality: QualityMode
+    view: Any
+    reference: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Step 3's result: INT8 calibration frames (None for FP32) and the gate's held-out inputs
+    with the FP32 reference's outputs on them."""
+
+    calib: np.ndarray | None
+    calib_info: Any  # CalibrationInfo | None
+    gate_in: np.ndarray
+    ref_out: np.ndarray
+
+
+def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> Path:
+    """Export per ``opts``; returns the artifact folder. Raises GateFailed / ValueError.
+
+    Reads top to bottom: refuse → load → view → frames → (quantise → write → gate) per candidate →
+    choose → write the artifact. Each step is one function below; none branches on a format name.
+    """
     from qt_runtime import telemetry
 
     telemetry.disable()  # before NNCF and OpenVINO are imported
-
-    from qt_core.atomic import staged_dir
-
-    from . import artifact_writer as aw
-    from .fold import export_view, load_model, reference_fn
-    from .gate import ensemble_scorer, evaluate, run_backend
-
     spec, out = preflight(opts)
-    loaded = load_model(opts.checkpoint)
-    qmode = QualityMode("input" if opts.quality_input else "folded",
-                        float(loaded.top_level if opts.quality is None else opts.quality))
-    view = export_view(loaded, qmode)
-    reference = reference_fn(loaded, qmode)
-    settings = ExportSettings(dynamic=opts.dynamic, quality_input=opts.quality_input)
+    model = load_view(opts)
+    frames = gate_frames(opts, model, log)
+    scorer = _scorer(model)
+    with _scratch() as scratch:
+        candidates = [gate_candidate(opts, spec, model, frames, scorer, scratch, label, module, extra, log)
+                      for label, module, extra in quantise(opts, spec, model, frames, log)]
+        best = choose(candidates, out)
+        return write_artifact(opts, spec, model, frames, candidates, best, out, log)
 
-    calib_info = None
-    calib_frames = None
+
+def load_view(opts: ExportOptions) -> Model:
+    """1-2. The checkpoint's EMA model, and the module to export at the run's top level (or --quality)."""
+    from .fold import export_view, load_model, reference_fn
+
+    loaded = load_model(opts.checkpoint)
+    quality = QualityMode("input" if opts.quality_input else "folded",
+                          float(loaded.top_level if opts.quality is None else opts.quality))
+    return Model(loaded, quality, export_view(loaded, quality), reference_fn(loaded, quality))
+
+
+def gate_frames(opts: ExportOptions, model: Model, log: Callable[[str], None]) -> Frames:
+    """3. Calibration frames picked from --calib with the run's IQA ensemble, and disjoint held-out
+    frames for the gate (synthetic frames when FP32 has no footage); the FP32 reference on them."""
+    import torch
+
+    calib = calib_info = None
     if opts.calib:
         from calibration.frames import frame_set_hash, select_frames
         from qt_runtime.manifest import CalibrationInfo
 
+        source = ", ".join(str(p) for p in opts.calib)
         cs = select_frames(list(opts.calib), n=opts.calib_frames + opts.gate_frames, size=opts.size,
-                           seed=opts.seed, iqa=opts.calib_iqa, cache_dir=opts.cache_dir, spec=loaded.iqa_spec)
-        calib_frames, held_out = _split(cs.frames, opts.gate_frames, ", ".join(map(str, opts.calib)))
-        calib_info = CalibrationInfo(hash=frame_set_hash(calib_frames), frames=len(calib_frames),
-                                     source=", ".join(str(p) for p in opts.calib))
-        log(f"calibration: {len(calib_frames)} frames, {len(held_out)} held out for the gate")
+                           seed=opts.seed, iqa=opts.calib_iqa, cache_dir=opts.cache_dir, spec=model.loaded.iqa_spec)
+        calib, held_out = _split(cs.frames, opts.gate_frames, source)
+        calib_info = CalibrationInfo(hash=frame_set_hash(calib), frames=len(calib), source=source)
+        log(f"calibration: {len(calib)} frames, {len(held_out)} held out for the gate")
     else:
         held_out = synthetic_frames(opts.gate_frames, opts.size, opts.seed)
     gate_in = _nchw(held_out)
-    ref_out = np.concatenate([reference(torch.from_numpy(gate_in[i : i + 1])).numpy() for i in range(len(gate_in))])
-    scorer = ensemble_scorer(loaded.iqa_spec)
-    example = torch.from_numpy(gate_in[:1])
-    precision = "int8" if opts.int8 else "fp32"
+    ref_out = np.concatenate([model.reference(torch.from_numpy(gate_in[i : i + 1])).numpy()
+                              for i in range(len(gate_in))])
+    return Frames(calib, calib_info, gate_in, ref_out)
 
-    # what the quality levels meant in training travels with the artifact (informational keys)
-    carried = {"iqa_ensemble": loaded.iqa_spec or "default", "level_cuts": loaded.level_cuts,
-               "top_level": loaded.top_level}
 
-    def make_manifest(files: list[str], gate: GateResult | None, extra: dict[str, Any]):
-        return aw.build_manifest(
-            arch=loaded.arch, task=loaded.task, fmt=spec.name, target=opts.target, files=files,
-            precision=precision, quality=aw.quality_info(qmode.mode, qmode.level, loaded.levels),
-            size=None if opts.dynamic else opts.size, multiple=loaded.pad_multiple,
-            calibration=calib_info, gate=None if gate is None else aw.gate_info(gate), extra={**carried, **extra})
+def quantise(opts: ExportOptions, spec: FormatSpec, model: Model, frames: Frames, log: Callable[[str], None]):
+    """4. Yield (label, module, manifest extra) per candidate: FP32 alone, or INT8 PTQ (+ QAT) by the
+    format's hooks."""
+    import torch
 
+    from . import quantize as qz
+
+    example = _example(frames)
+    if not opts.int8:
+        yield "fp32", model.view, {}
+        return
+    assert frames.calib is not None
+    tensors = [torch.from_numpy(f) for f in _nchw(frames.calib)[:, None]]
+    qopts = QuantOptions(keep_fp=opts.keep_fp, signed_activations=spec.signed_activations,
+                         bias_correction=opts.bias_correction)
+    extra = {"keep_fp": list(opts.keep_fp), "bias_correction": opts.bias_correction, "quantization": "nncf-ptq"}
+    log(f"INT8 PTQ on {len(tensors)} frames (keep FP: {', '.join(opts.keep_fp) or 'none'})")
+    yield "ptq", spec.hook("ptq")(model.view, tensors, qopts, example, _settings(opts)), extra
+    if opts.qat:
+        log(f"QAT: {opts.qat_options.steps} steps (distillation + cropped consistency)")
+        # NNCF may wrap the module in place; QAT must never touch the FP32 reference's weights.
+        q = qz.ptq_torch(copy.deepcopy(model.view), tensors, qopts)
+        q = qz.qat(q, model.reference, torch.from_numpy(_nchw(frames.calib)), replace(opts.qat_options, seed=opts.seed))
+        finish = spec.hook("finish_qat")
+        yield "qat", (q if finish is None else finish(q, example)), {
+            **extra, "quantization": "nncf-qat", "qat_steps": opts.qat_options.steps}
+
+
+def gate_candidate(opts: ExportOptions, spec: FormatSpec, model: Model, frames: Frames, scorer: Any,
+                   scratch: Path, label: str, module: Any, extra: dict[str, Any],
+                   log: Callable[[str], None]) -> Candidate:
+    """5-6. Write one candidate as a complete artifact in its own scratch folder, then gate it
+    through qt_runtime against the FP32 reference."""
+    from . import artifact_writer as aw
+    from .gate import evaluate, run_backend
+
+    folder = scratch / label
+    folder.mkdir()
+    files = spec.export_fn(module, folder, _example(frames), _settings(opts))
+    inspect = spec.hook("inspect")
+    if inspect is not None:
+        extra = {**extra, **inspect(folder, files)}
+    aw.finalize(folder, _manifest(opts, spec, model, frames, files, None, extra))
+    outputs = run_backend(folder, frames.gate_in, quality=None, backend=opts.backend)
+    result = evaluate(frames.ref_out, outputs, opts.bounds, scorer)
+    log(f"gate [{label}]: PSNR vs FP32 {result.psnr_vs_fp32:.2f} dB, score drop "
+        f"{100 * (result.score_drop or 0):.2f}% -> {'pass' if result.passed else 'FAIL'}")
+    return Candidate(label, folder, files, result, outputs, extra)
+
+
+def choose(candidates: list[Candidate], out: Path) -> Candidate:
+    """7. The passing candidate closest to FP32; none passing is GateFailed (nothing written)."""
+    passing = [c for c in candidates if c.gate.passed]
+    if not passing:
+        reasons = "; ".join(f"{c.label}: {', '.join(c.gate.reasons)}" for c in candidates)
+        raise GateFailed(f"consistency gate failed ({reasons}); nothing was written to {out}")
+    return max(passing, key=lambda c: c.gate.psnr_vs_fp32)
+
+
+def write_artifact(opts: ExportOptions, spec: FormatSpec, model: Model, frames: Frames,
+                   candidates: list[Candidate], best: Candidate, out: Path, log: Callable[[str], None]) -> Path:
+    """8. The chosen candidate's files, manifest (with its gate), report.json and compare.png,
+    staged and renamed over ``out`` in one step, then loaded back and checked."""
+    from qt_core.atomic import staged_dir
+
+    from . import artifact_writer as aw
+
+    report = {
+        "chosen": best.label, "format": spec.name, "target": opts.target, "precision": _precision(opts),
+        "bounds": dataclasses.asdict(opts.bounds),
+        "candidates": {c.label: {**c.gate.to_dict(), **c.extra} for c in candidates},
+        "calibration": None if frames.calib_info is None else frames.calib_info.__dict__,
+        "gate_frames": "held-out calibration frames" if opts.calib else "synthetic",
+        "checkpoint": str(opts.checkpoint),
+    }
+    with staged_dir(out, force=opts.force) as stage:
+        for name in best.files:
+            shutil.copy2(best.folder / name, stage / name)
+        manifest = aw.finalize(stage, _manifest(opts, spec, model, frames, best.files, best.gate,
+                                                {**best.extra, "variant": best.label}))
+        aw.write_json(stage / "report.json", report)
+        aw.write_compare(stage / "compare.png", frames.gate_in, frames.ref_out, best.outputs)
+        _verify(stage, frames.gate_in[:1], best.outputs[:1], opts.backend)
+    log(f"wrote {out} ({spec.name}, {_precision(opts)}, {best.label}; sha256 {manifest.sha256[best.files[0]][:12]}…)")
+    return out
+
+
+# --------------------------------------------------------------------------- small pieces
+
+
+def _precision(opts: ExportOptions) -> str:
+    return "int8" if opts.int8 else "fp32"
+
+
+def _settings(opts: ExportOptions) -> ExportSettings:
+    return ExportSettings(dynamic=opts.dynamic, quality_input=opts.quality_input)
+
+
+def _example(frames: Frames) -> Any:
+    import torch
+
+    return torch.from_numpy(frames.gate_in[:1])
+
+
+def _scorer(model: Model) -> Any:
+    from .gate import ensemble_scorer
+
+    return ensemble_scorer(model.loaded.iqa_spec)  # the run's own reward ensemble
+
+
+@contextlib.contextmanager
+def _scratch():
     scratch = Path(tempfile.mkdtemp(prefix=".qt-export-"))
     try:
-        candidates: list[Candidate] = []
-        for label, module, extra in _modules(opts, spec, view, reference, calib_frames, example, log):
-            folder = scratch / label
-            folder.mkdir()
-            files = spec.export_fn(module, folder, example, settings)
-            if spec.name == "onnx_qdq":
-                from .qdq_check import check_qdq
-
-                qdq = check_qdq(folder / files[0])
-                extra = {**extra, "qdq": {"pairs": qdq.quantize, "weights": qdq.weight_pairs,
-                                          "activations": qdq.activation_pairs}}
-            aw.finalize(folder, make_manifest(files, None, extra))
-            outputs = run_backend(folder, gate_in, quality=None, backend=opts.backend)
-            result = evaluate(ref_out, outputs, opts.bounds, scorer)
-            log(f"gate [{label}]: PSNR vs FP32 {result.psnr_vs_fp32:.2f} dB, score drop "
-                f"{100 * (result.score_drop or 0):.2f}% -> {'pass' if result.passed else 'FAIL'}")
-            candidates.append(Candidate(label, folder, files, result, outputs, extra))
-
-        passing = [c for c in candidates if c.gate.passed]
-        if not passing:
-            reasons = "; ".join(f"{c.label}: {', '.join(c.gate.reasons)}" for c in candidates)
-            raise GateFailed(f"consistency gate failed ({reasons}); nothing was written to {out}")
-        best = max(passing, key=lambda c: c.gate.psnr_vs_fp32)
-        report = {
-            "chosen": best.label,
-            "format": spec.name,
-            "target": opts.target,
-            "precision": precision,
-            "bounds": dataclasses.asdict(opts.bounds),
-            "candidates": {c.label: {**c.gate.to_dict(), **c.extra} for c in candidates},
-            "calibration": None if calib_info is None else calib_info.__dict__,
-            "gate_frames": "held-out calibration frames" if opts.calib else "synthetic",
-            "checkpoint": str(opts.checkpoint),
-        }
-        with staged_dir(out, force=opts.force) as stage:
-            for name in best.files:
-                shutil.copy2(best.folder / name, stage / name)
-            manifest = aw.finalize(stage, make_manifest(best.files, best.gate, {**best.extra, "variant": best.label}))
-            aw.write_json(stage / "report.json", report)
-            aw.write_compare(stage / "compare.png", gate_in, ref_out, best.outputs)
-            _verify(stage, gate_in[:1], best.outputs[:1], opts.backend)
-        log(f"wrote {out} ({spec.name}, {precision}, {best.label}; sha256 {manifest.sha256[best.files[0]][:12]}…)")
-        return out
+        yield scratch
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _manifest(opts: ExportOptions, spec: FormatSpec, model: Model, frames: Frames, files: list[str],
+              gate: GateResult | None, extra: dict[str, Any]):
+    """The manifest of a candidate; what the quality levels meant in training travels with it."""
+    from . import artifact_writer as aw
+
+    loaded = model.loaded
+    carried = {"iqa_ensemble": loaded.iqa_spec or "default", "level_cuts": loaded.level_cuts,
+               "top_level": loaded.top_level}
+    return aw.build_manifest(
+        arch=loaded.arch, task=loaded.task, fmt=spec.name, target=opts.target, files=files,
+        precision=_precision(opts), quality=aw.quality_info(model.quality.mode, model.quality.level, loaded.levels),
+        size=None if opts.dynamic else opts.size, multiple=loaded.pad_multiple,
+        calibration=frames.calib_info, gate=None if gate is None else aw.gate_info(gate), extra={**carried, **extra})
 
 
 def _verify(folder: Path, x: np.ndarray, expected: np.ndarray, backend: str | None) -> None:
@@ -247,36 +356,3 @@ def _verify(folder: Path, x: np.ndarray, expected: np.ndarray, backend: str | No
     got = run_backend(folder, x, backend=backend)
     if not np.allclose(got, expected, atol=1e-5):
         raise ValueError(f"final artifact differs from the gated one (max {np.abs(got - expected).max():.3g})")
-
-
-def _modules(opts: ExportOptions, spec: FormatSpec, view: Any, reference: Any, calib: np.ndarray | None,
-             example: Any, log: Callable[[str], None]):
-    """Yield (label, module-or-ov-model, manifest extra) for each candidate to gate."""
-    import torch
-
-    from . import quantize as qz
-
-    if not opts.int8:
-        yield "fp32", view, {}
-        return
-    assert calib is not None
-    tensors = [torch.from_numpy(f) for f in _nchw(calib)[:, None]]
-    signed = spec.name == "onnx_qdq"
-    qopts = QuantOptions(keep_fp=opts.keep_fp, signed_activations=signed, bias_correction=opts.bias_correction)
-    extra = {"keep_fp": list(opts.keep_fp), "bias_correction": opts.bias_correction, "quantization": "nncf-ptq"}
-    log(f"INT8 PTQ on {len(tensors)} frames (keep FP: {', '.join(opts.keep_fp) or 'none'})")
-    if spec.name == "openvino":
-        from .openvino_export import convert
-
-        ptq = qz.ptq_openvino(convert(view, example, ExportSettings(dynamic=opts.dynamic)), tensors, qopts)
-        yield "ptq", ptq, extra
-    else:
-        yield "ptq", qz.strip_qdq(qz.ptq_torch(view, tensors, qopts), example), extra
-    if opts.qat:
-        log(f"QAT: {opts.qat_options.steps} steps (distillation + cropped consistency)")
-        # NNCF may wrap the module in place; QAT must never touch the FP32 reference's weights.
-        q = qz.ptq_torch(copy.deepcopy(view), tensors, qopts)
-        frames = torch.from_numpy(_nchw(calib))
-        q = qz.qat(q, reference, frames, replace(opts.qat_options, seed=opts.seed))
-        qat_extra = {**extra, "quantization": "nncf-qat", "qat_steps": opts.qat_options.steps}
-        yield "qat", (q if spec.name == "openvino" else qz.strip_qdq(q, example)), qat_extra

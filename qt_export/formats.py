@@ -1,16 +1,19 @@
-"""The export formats as data: one ``FormatSpec`` per format, and the option checks that read it.
+"""The export formats as data: one ``FormatSpec`` per format (the export half of the format
+table; the runtime half is ``qt_runtime/formats.py``), and the option checks that read it.
 
-Why a table: adding a format is one entry (docs/design.md, extension points), and every
-"is this combination allowed" question is answered here, before any work, with the reason —
-never an if/elif chain that logs and returns None.
+Why a table: adding a format is one exporter module and one entry in each half (docs/design.md,
+extension points), and every "is this combination allowed" question is answered here, before
+any work, with the reason — ``run_export`` has no branch on a format's name.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from qt_runtime.formats import ARTIFACT_FORMATS, ArtifactFormat
 
 TARGETS = ("cpu", "jetson", "desktop-gpu")
 GPU_TARGETS = ("jetson", "desktop-gpu")
@@ -32,52 +35,73 @@ class ExportSettings:
 
 @dataclass(frozen=True)
 class FormatSpec:
-    """One export format. ``export_fn(module, stage_dir, example, options) -> list[file names]``
-    writes the model file(s) of a (possibly NNCF-quantised) torch module."""
+    """One export format: what it supports, and its hooks as ``"module:function"`` strings (imported
+    only when called, so this table loads no exporter and the exporters can import this module).
+
+    export(module, stage_dir, example, settings) -> [file names]: write the model file(s).
+    ptq(view, frames, quant_options, example, settings) -> module: the INT8 PTQ candidate.
+    finish_qat(qat_module, example) -> module: turn an NNCF QAT module into what ``export`` takes
+        (None: as it is).
+    inspect(folder, files) -> dict: checks of the written files, kept in the manifest's ``extra``.
+    The file layout and the backends that open it are the runtime half, ``runtime``.
+    """
 
     name: str
-    suffixes: tuple[str, ...]
     targets: tuple[str, ...]
-    supports_int8: bool
-    supports_qat: bool
     supports_dynamic: bool
     supports_quality_input: bool
-    export_fn: Callable[..., list[str]]
+    export: str
+    ptq: str | None = None  # None: no INT8 variant
+    finish_qat: str | None = None
+    supports_qat: bool = False
     requires_int8: bool = False
-    description: str = ""
+    signed_activations: bool = False  # INT8 activations quantised as signed (TensorRT's Q/DQ rule)
+    inspect: str | None = None
 
+    @property
+    def supports_int8(self) -> bool:
+        return self.ptq is not None
 
-def _onnx_fn(*args: Any, **kwargs: Any) -> list[str]:
-    from .onnx_export import export_onnx_artifact
+    @property
+    def runtime(self) -> ArtifactFormat:
+        return ARTIFACT_FORMATS[self.name]
 
-    return export_onnx_artifact(*args, **kwargs)
+    @property
+    def description(self) -> str:
+        return self.runtime.description
 
+    def hook(self, which: str) -> Callable[..., Any] | None:
+        """The named hook, imported now (None when the format has none)."""
+        ref = getattr(self, which)
+        if ref is None:
+            return None
+        module, _, fn = ref.partition(":")
+        return getattr(importlib.import_module(module), fn)
 
-def _openvino_fn(*args: Any, **kwargs: Any) -> list[str]:
-    from .openvino_export import export_openvino_artifact
-
-    return export_openvino_artifact(*args, **kwargs)
+    @property
+    def export_fn(self) -> Callable[..., list[str]]:
+        fn = self.hook("export")
+        assert fn is not None
+        return fn
 
 
 FORMATS: dict[str, FormatSpec] = {
     "openvino": FormatSpec(
-        name="openvino", suffixes=(".xml", ".bin"), targets=("cpu",),
-        supports_int8=True, supports_qat=True, supports_dynamic=True, supports_quality_input=True,
-        export_fn=_openvino_fn, description="OpenVINO IR (FP32, or INT8 with FakeQuantize)",
+        name="openvino", targets=("cpu",), supports_dynamic=True, supports_quality_input=True,
+        export="qt_export.openvino_export:export_openvino_artifact", ptq="qt_export.openvino_export:ptq_ir",
+        supports_qat=True,
     ),
     "onnx": FormatSpec(
-        name="onnx", suffixes=(".onnx",), targets=TARGETS,
-        supports_int8=False, supports_qat=False, supports_dynamic=True, supports_quality_input=True,
-        export_fn=_onnx_fn, description="FP32 ONNX; TensorRT decides FP16 at engine build",
+        name="onnx", targets=TARGETS, supports_dynamic=True, supports_quality_input=True,
+        export="qt_export.onnx_export:export_onnx_artifact",
     ),
     "onnx_qdq": FormatSpec(
-        name="onnx_qdq", suffixes=(".onnx",), targets=TARGETS,
-        supports_int8=True, supports_qat=True, supports_dynamic=False, supports_quality_input=False,
-        export_fn=_onnx_fn, requires_int8=True,
-        description="INT8 ONNX with symmetric signed QuantizeLinear/DequantizeLinear (TensorRT-ready)",
+        name="onnx_qdq", targets=TARGETS, supports_dynamic=False, supports_quality_input=False,
+        export="qt_export.onnx_export:export_onnx_artifact", ptq="qt_export.onnx_export:ptq_qdq",
+        finish_qat="qt_export.onnx_export:finish_qat_qdq", supports_qat=True, requires_int8=True,
+        signed_activations=True, inspect="qt_export.onnx_export:inspect_qdq",
     ),
 }
-
 #: What ``--target`` picks when ``--format`` is not given: (fp32 format, int8 format).
 DEFAULT_FORMAT: dict[str, tuple[str, str]] = {
     "cpu": ("openvino", "openvino"),
@@ -144,16 +168,3 @@ def resolve(req: Request) -> FormatSpec:
             "--int8 folds the quality level into the graph (the embedding path would be quantised "
             "too): use --quality LEVEL")
     return spec
-
-
-def model_files(spec: FormatSpec, stem: str = "model") -> list[str]:
-    """The file names a format writes, in manifest order (the first is the one a backend opens)."""
-    return [f"{stem}{s}" for s in spec.suffixes]
-
-
-def is_onnx(spec: FormatSpec) -> bool:
-    return spec.suffixes == (".onnx",)
-
-
-def suffix_of(path: str | Path) -> str:
-    return Path(path).suffix.lower()

@@ -54,17 +54,24 @@ def export_onnx_artifact(module: Any, stage: Path, example: Any, settings: Expor
     return [name]
 
 
-def set_metadata(path: str | Path, props: dict[str, str]) -> None:
-    """Replace ONNX ``metadata_props`` keys in place (atomic rewrite)."""
-    import onnx
+def ptq_qdq(view: Any, frames: list, qopts: Any, example: Any, settings: ExportSettings) -> Any:
+    """``ptq`` hook of ``onnx_qdq``: NNCF PTQ of the torch module, stripped to torch.ao
+    FakeQuantize so it exports as QuantizeLinear/DequantizeLinear pairs."""
+    from .quantize import ptq_torch, strip_qdq
 
-    from qt_core.atomic import atomic_write_bytes
+    return strip_qdq(ptq_torch(view, frames, qopts), example)
 
-    model = onnx.load(str(path))
-    keep = [p for p in model.metadata_props if p.key not in props]
-    del model.metadata_props[:]
-    model.metadata_props.extend(keep)
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    atomic_write_bytes(path, model.SerializeToString())
+
+def finish_qat_qdq(quantized: Any, example: Any) -> Any:
+    """``finish_qat`` hook of ``onnx_qdq``: the QAT module stripped like the PTQ one."""
+    from .quantize import strip_qdq
+
+    return strip_qdq(quantized, example)
+
+
+def inspect_qdq(folder: Path, files: list[str]) -> dict[str, Any]:
+    """``inspect`` hook of ``onnx_qdq``: TensorRT's Q/DQ rules checked on the written graph."""
+    from .qdq_check import check_qdq
+
+    qdq = check_qdq(Path(folder) / files[0])
+    return {"qdq": {"pairs": qdq.quantize, "weights": qdq.weight_pairs, "activations": qdq.activation_pairs}}

@@ -61,3 +61,11 @@ def export_openvino_artifact(module: Any, stage: Path, example: Any, settings: E
 
     model = module if isinstance(module, ov.Model) else convert(module, example, settings)
     return save_ir(model, stage, settings.stem)
+
+
+def ptq_ir(view: Any, frames: list, qopts: Any, example: Any, settings: ExportSettings) -> Any:
+    """``ptq`` hook of ``openvino``: convert to an IR, then NNCF PTQ with OpenVINO's backend (the
+    IR keeps FakeQuantize ops, which the CPU plugin runs as INT8)."""
+    from .quantize import ptq_openvino
+
+    return ptq_openvino(convert(view, example, ExportSettings(dynamic=settings.dynamic)), frames, qopts)

@@ -18,6 +18,7 @@ from typing import Any
 
 from qt_core.atomic import atomic_write_bytes
 from qt_core.hashing import sha256_file
+from qt_runtime.formats import ARTIFACT_FORMATS
 from qt_runtime.manifest import (
     ArtifactError,
     Manifest,
@@ -123,17 +124,15 @@ def load_artifact(path: str | os.PathLike[str], *, verify_hashes: bool = True) -
 
 def _check_format_files(m: Manifest, where: str) -> None:
     suffixes = {Path(f).suffix for f in m.files}
-    if m.format == "openvino" and not {".xml", ".bin"} <= suffixes:
-        raise ArtifactError(f"{where}: format 'openvino' needs model.xml and model.bin in 'files', got {list(m.files)}")
-    if m.format in ("onnx", "onnx_qdq") and ".onnx" not in suffixes:
-        raise ArtifactError(f"{where}: format {m.format!r} needs a .onnx file in 'files', got {list(m.files)}")
+    need = ARTIFACT_FORMATS[m.format].suffixes
+    if not set(need) <= suffixes:
+        raise ArtifactError(f"{where}: format {m.format!r} needs {' and '.join(f'a {s} file' for s in need)} in "
+                            f"'files', got {list(m.files)}")
 
 
 def weights_file(m: Manifest) -> str | None:
-    """The listed weights file OpenVINO must read with the IR (``<stem>.bin`` of the .xml)."""
-    if m.format != "openvino":
-        return None
-    return Path(m.model_file).with_suffix(".bin").as_posix()
+    """The listed weights file the backend must read beside the model (``<stem>.bin`` of an IR)."""
+    return ARTIFACT_FORMATS[m.format].weights_file(m.model_file)
 
 
 def onnx_external_data(path: Path) -> list[str]:
@@ -161,7 +160,7 @@ def _check_loaded_files(root: Path, m: Manifest, where: str) -> None:
     beside the .xml whatever the manifest lists, ONNX Runtime reads external data by the names in
     the model."""
     listed = set(m.files)
-    needed = [weights_file(m)] if m.format == "openvino" else []
+    needed = [w] if (w := weights_file(m)) else []
     if m.model_file.endswith(".onnx"):
         needed += onnx_external_data(root / m.model_file)
     for name in needed:
@@ -227,8 +226,8 @@ def check_model_against_manifest(m: Manifest, info: ModelInfo, where: str) -> No
     if m.precision == "fp16" and not info.has_fp16:
         raise ArtifactError(f"{where}: manifest says fp16 but the model holds no float16 weights; "
                             "re-export with fp16 compression or fix 'precision'")
-    if m.format == "onnx_qdq" and not quant:
-        raise ArtifactError(f"{where}: format 'onnx_qdq' but the ONNX has no QuantizeLinear/DequantizeLinear")
+    if ARTIFACT_FORMATS[m.format].quantized_graph and not quant:
+        raise ArtifactError(f"{where}: format {m.format!r} but the model has no QuantizeLinear/DequantizeLinear")
 
     mirrored = info.metadata.get(METADATA_KEY)
     if mirrored is not None:

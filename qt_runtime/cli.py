@@ -28,12 +28,13 @@ PROG = "qt-run"
 
 def _parser() -> argparse.ArgumentParser:
     from qt_core.cli import OneLineParser
+    from qt_runtime.backends import BACKENDS
 
     p = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("artifact", type=Path, help="artifact folder written by qt-export")
     p.add_argument("--source", required=True, help="camera index, URL, GStreamer string, video file or folder")
     p.add_argument("--sink", default="null", help="video file, folder, window, udp://..., mjpeg://..., null")
-    p.add_argument("--backend", choices=("openvino", "onnxruntime", "tensorrt"), default=None,
+    p.add_argument("--backend", choices=tuple(BACKENDS), default=None,
                    help="default: from the artifact format")
     p.add_argument("--device", default=None, help="backend device, e.g. CPU, GPU, AUTO (default: the backend's)")
     p.add_argument("--hint", choices=("auto", "LATENCY", "THROUGHPUT"), default="auto",

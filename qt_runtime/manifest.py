@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from qt_core.atomic import atomic_write_bytes
+from qt_runtime.formats import ARTIFACT_FORMATS
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 
-FORMATS = ("openvino", "onnx", "onnx_qdq")
+FORMATS = tuple(ARTIFACT_FORMATS)  # the contract table: qt_runtime/formats.py
 TARGETS = ("cpu", "jetson", "desktop-gpu")
 PRECISIONS = ("fp32", "fp16", "int8")
 QUALITY_MODES = ("folded", "input")
@@ -130,8 +131,8 @@ class Manifest:
 
     @property
     def model_file(self) -> str:
-        """The file a backend opens: the .xml for OpenVINO IR, else the .onnx."""
-        suffix = ".xml" if self.format == "openvino" else ".onnx"
+        """The file a backend opens (the format's model suffix: the .xml of an IR, the .onnx)."""
+        suffix = ARTIFACT_FORMATS[self.format].model_suffix
         for name in self.files:
             if name.endswith(suffix):
                 return name

@@ -53,11 +53,10 @@ def _load_images(paths: Sequence[Path], size: int, limit: int) -> Any:
     for img in frames[:limit]:
         h, w = img.shape[:2]
         scale = size / min(h, w)
-        if scale < 1:
-            img = cv2.resize(img, (max(size, round(w * scale)), max(size, round(h * scale))), interpolation=cv2.INTER_AREA)
+        if scale != 1:  # short side to --size: shrink (area) or, for a photo smaller than that, enlarge (cubic)
+            img = cv2.resize(img, (max(size, round(w * scale)), max(size, round(h * scale))),
+                             interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC).clip(0, 1)
         h, w = img.shape[:2]
-        if min(h, w) < size:
-            raise ValueError(f"image {h}x{w} is smaller than --size {size}; lower --size")
         y, x = (h - size) // 2, (w - size) // 2
         out.append(img[y : y + size, x : x + size])
     return torch.from_numpy(np.stack(out).transpose(0, 3, 1, 2).copy())

@@ -404,3 +404,33 @@ def test_absurd_export_size_is_a_one_line_error(tiny_ckpt: Path, tmp_path: Path,
     code = main([str(tiny_ckpt), "--target", "cpu", "--size", "100000x100000", "--out", str(tmp_path / "a")])
     err = capsys.readouterr().err
     assert code == 2 and "larger than 8192" in err and len(err.strip().splitlines()) == 1
+
+
+def test_format_table_is_one_table_in_two_halves():
+    """Every export format has its runtime half (files, backends) and resolvable hooks; adding a
+    format is one exporter module plus one entry in each half, nothing else."""
+    from qt_runtime.backends import BACKENDS
+    from qt_runtime.formats import ARTIFACT_FORMATS
+
+    assert set(FORMATS) == set(ARTIFACT_FORMATS)
+    for name, spec in FORMATS.items():
+        runtime = ARTIFACT_FORMATS[name]
+        assert spec.runtime is runtime and runtime.backends and set(runtime.backends) <= set(BACKENDS)
+        assert callable(spec.export_fn)
+        for hook in ("ptq", "finish_qat", "inspect"):
+            assert getattr(spec, hook) is None or callable(spec.hook(hook))
+        assert spec.supports_int8 == (spec.ptq is not None)
+    assert ARTIFACT_FORMATS["openvino"].files() == ["model.xml", "model.bin"]
+    assert ARTIFACT_FORMATS["onnx_qdq"].files() == ["model.onnx"]
+
+
+def test_run_export_has_no_format_name_branches():
+    import ast
+    import inspect
+
+    import qt_export.export as ex
+
+    tree = ast.parse(inspect.getsource(ex))
+    names = set(FORMATS)
+    literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in names]
+    assert literals == [], f"qt_export/export.py names formats {literals}: put the difference in the format table"

@@ -11,6 +11,7 @@ from typing import Any
 
 from qt_runtime.artifact import Artifact
 from qt_runtime.backends.base import Backend, BackendUnavailableError, InputError, InputSpec
+from qt_runtime.formats import ARTIFACT_FORMATS
 
 BACKENDS: dict[str, str] = {
     "openvino": "qt_runtime.backends.openvino_backend:OpenVINOBackend",
@@ -18,14 +19,7 @@ BACKENDS: dict[str, str] = {
     "tensorrt": "qt_runtime.backends.tensorrt_backend:TensorRTBackend",
 }
 
-# Which backends can run each artifact format, in order of preference.
-FORMAT_BACKENDS: dict[str, tuple[str, ...]] = {
-    "openvino": ("openvino",),
-    "onnx": ("onnxruntime", "openvino", "tensorrt"),
-    "onnx_qdq": ("tensorrt", "onnxruntime", "openvino"),
-}
-
-__all__ = ["BACKENDS", "FORMAT_BACKENDS", "Backend", "BackendUnavailableError", "InputError", "InputSpec",
+__all__ = ["BACKENDS", "Backend", "BackendUnavailableError", "InputError", "InputSpec",
            "backend_class", "default_backend", "open_backend", "tensorrt_usable"]
 
 
@@ -51,13 +45,10 @@ def tensorrt_usable() -> bool:
 
 
 def default_backend(artifact: Artifact) -> str:
-    """``openvino`` -> OpenVINO; ``onnx`` -> ONNX Runtime; ``onnx_qdq`` -> TensorRT if usable, else ORT."""
-    fmt = artifact.manifest.format
-    if fmt == "openvino":
-        return "openvino"
-    if fmt == "onnx_qdq" and tensorrt_usable():
-        return "tensorrt"
-    return "onnxruntime"
+    """The format's first usable backend (``ARTIFACT_FORMATS``): OpenVINO for IR, ONNX Runtime for
+    ONNX, TensorRT for Q/DQ ONNX when a GPU is there (else ONNX Runtime)."""
+    backends = ARTIFACT_FORMATS[artifact.manifest.format].backends
+    return next((b for b in backends if backend_class(b).usable()), backends[-1])
 
 
 def open_backend(artifact: Artifact, backend: str | None = None, device: str | None = None,
@@ -66,7 +57,7 @@ def open_backend(artifact: Artifact, backend: str | None = None, device: str | N
     name = backend or default_backend(artifact)
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
-    allowed = FORMAT_BACKENDS[artifact.manifest.format]
+    allowed = ARTIFACT_FORMATS[artifact.manifest.format].backends
     if name not in allowed:
         raise ValueError(f"backend {name!r} cannot run a {artifact.manifest.format!r} artifact; use one of "
                          f"{list(allowed)}")

@@ -120,6 +120,11 @@ class Backend(abc.ABC):
 
     name: str = "base"
 
+    @classmethod
+    def usable(cls) -> bool:
+        """Whether this machine can run the backend at all (a default is only picked if so)."""
+        return True
+
     def __init__(self, artifact: Artifact, device: str | None = None, *, check_range: bool = True,
                  **options: Any) -> None:
         self.artifact = artifact

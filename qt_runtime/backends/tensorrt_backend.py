@@ -123,6 +123,12 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
+    @classmethod
+    def usable(cls) -> bool:
+        from qt_runtime.backends import tensorrt_usable
+
+        return tensorrt_usable()
+
     def __init__(self, artifact: Artifact, device: str | None = None, *, engine: str | Path | None = None,
                  num_streams: int = 2, **options: Any) -> None:
         super().__init__(artifact, device or "GPU", **options)
