@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qt_train.data.clean import HOLDOUT_PHOTOS
 from qt_train.iqa.weights import bundled_assets_dir
 
 BLOCK = 96
@@ -52,7 +53,7 @@ FIT_PHOTOS: tuple[str, ...] = (
     "flower",
 )
 #: Photographs never used for fitting; tests check the fitted model on these.
-HELD_OUT_PHOTOS: tuple[str, ...] = ("chelsea", "grace_hopper")
+HELD_OUT_PHOTOS = HOLDOUT_PHOTOS  # the one held-out list: qt_train/data/clean.py
 
 
 @dataclass(frozen=True)

@@ -49,10 +49,11 @@ import cv2
 import numpy as np
 
 from qt_core.pixels import to_uint8
+from qt_train.data.clean import HOLDOUT_PHOTOS
 from qt_train.iqa.weights import bundled_assets_dir
 
 #: Photos the fit never sees (same as the NIQE fit), for held-out checks.
-HELD_OUT_PHOTOS: tuple[str, ...] = ("chelsea", "grace_hopper")
+HELD_OUT_PHOTOS = HOLDOUT_PHOTOS  # the one held-out list: qt_train/data/clean.py
 #: Generic distortions trained alongside the task degradations.
 GENERIC_KINDS: tuple[str, ...] = ("noise", "blur", "jpeg")
 DEFAULT_OUT = bundled_assets_dir() / "cnniqa_rank.pth"

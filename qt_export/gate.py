@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from qt_core.metrics import psnr
+
 
 class GateFailed(ValueError):
     """The artifact broke a gate bound; nothing was written to the output folder."""
@@ -84,27 +86,19 @@ def run_backend(artifact_dir: str | Path, frames: np.ndarray, quality: float | N
         be.close()
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-frame PSNR (peak 1), 100 dB for identical frames, 0 dB for a frame with a non-finite value."""
-    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).reshape(len(a), -1).mean(1)
-    finite = np.isfinite(mse)
-    safe = np.where(finite, mse, 1.0)
-    return np.where(finite, np.where(safe > 1e-10, 10.0 * np.log10(1.0 / np.maximum(safe, 1e-10)), 100.0), 0.0)
-
-
 def evaluate(
     reference: np.ndarray, artifact: np.ndarray, bounds: GateBounds,
     scorer: Callable[[np.ndarray], np.ndarray] | None,
 ) -> GateResult:
     """Compare outputs; ``scorer`` maps (N, 3, H, W) in [0, 1] to per-image ensemble scores."""
-    psnrs = _psnr(artifact, reference)
-    psnr = float(psnrs.mean())
+    psnrs = psnr(artifact, reference)
+    mean_psnr = float(psnrs.mean())
     reasons = []
     bad = int((~np.isfinite(artifact)).sum())
     if bad:
         reasons.append(f"{bad} non-finite output values in {int((~np.isfinite(artifact)).reshape(len(artifact), -1).any(1).sum())} frame(s)")
-    if psnr < bounds.min_psnr:
-        reasons.append(f"PSNR vs FP32 {psnr:.2f} dB < {bounds.min_psnr:g} dB")
+    if mean_psnr < bounds.min_psnr:
+        reasons.append(f"PSNR vs FP32 {mean_psnr:.2f} dB < {bounds.min_psnr:g} dB")
     worst = int(np.argmin(psnrs))
     if psnrs[worst] < bounds.min_frame_psnr:
         low = int((psnrs < bounds.min_frame_psnr).sum())
@@ -118,7 +112,7 @@ def evaluate(
         if drop > bounds.max_score_drop:
             reasons.append(f"IQA score drop {100 * drop:.2f}% > {100 * bounds.max_score_drop:g}%")
     return GateResult(
-        passed=not reasons, psnr_vs_fp32=psnr, psnr_min=float(psnrs.min()), score_fp32=s_ref,
+        passed=not reasons, psnr_vs_fp32=mean_psnr, psnr_min=float(psnrs.min()), score_fp32=s_ref,
         score_artifact=s_art, score_drop=drop, max_abs_diff=float(np.nan_to_num(np.abs(artifact - reference), nan=np.inf).max()),
         frames=len(reference), bounds=bounds, reasons=tuple(reasons),
     )

@@ -10,6 +10,7 @@ import torch
 
 from calibration import rank_fit
 from calibration.rank_fit import FitOptions, held_out_clean
+from qt_core.pixels import to_uint8
 from qt_train.iqa import EnsembleSpec, default_spec
 from qt_train.iqa.weights import bundled_assets_dir
 
@@ -67,7 +68,7 @@ def test_build_ladders_clean_first_same_content():
     clean = held_out_clean(2, 64)
     lad, sev = rank_fit.build_ladders("dehaze/realistic", clean, np.random.default_rng(0), rungs=3)
     assert lad.shape == (2, 4, 64, 64, 3) and lad.dtype == np.uint8 and sev.shape == (2, 3)
-    np.testing.assert_array_equal(lad[:, 0], rank_fit._to_u8(clean))
+    np.testing.assert_array_equal(lad[:, 0], to_uint8(clean))
     # haze lifts the dark end more with every rung (same nuisance draws, only strength changes)
     lows = [float(np.percentile(lad[0, k], 5)) for k in range(4)]
     assert lows == sorted(lows), lows
