@@ -10,6 +10,8 @@ base weights and for the same number of iterations, the same labelled and unlabe
   qt_levels         + levels cut at the bank's quantiles (method.level_quantiles)
   qt_fixed          + quantile levels, preference that only lifts the top level, the top level
                     anchored to the best PL (the three measured causes, fixed; docs/results.md)
+  qt_agree          quality from the teacher views' agreement instead of the IQA ensemble (levels
+                    at the bank's quantiles), no preference term: nothing IQA-shaped to game
 Unlabelled images (`--unlabelled`): `realistic`-domain images (a shifted distribution whose ground
 truth no run uses), or the real photographs of ../shared/data/real-train (the product's case).
 Every checkpoint is evaluated by `qt-eval`'s own function: held-out `realistic` pairs from clean
@@ -47,6 +49,8 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "qt_levels": ("qualiteacher", ("method.level_quantiles=true",)),
     "qt_fixed": ("qualiteacher", ("method.level_quantiles=true", "method.preference_detach_lower=true",
                                   "method.anchor_weight=1.0")),
+    "qt_agree": ("qualiteacher", ("method.quality_source=agreement", "method.level_quantiles=true",
+                                  "method.preference=false")),
 }
 
 

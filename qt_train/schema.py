@@ -105,6 +105,10 @@ class MethodConfig:
     # true: levels cut at the quantiles of the bank's PL qualities (every level populated); false:
     # the ensemble's fixed rule (the reference: 7 if s >= 0.7 else floor(10 s))
     level_quantiles: bool = False
+    # where a PL's quality comes from: "iqa" (the reward ensemble's score: the reference) or
+    # "agreement" (minus its distance to the teacher views' consensus: no appearance model the
+    # student could game; its scale is arbitrary, so levels come from the bank's quantiles)
+    quality_source: Literal["iqa", "agreement"] = "iqa"
     pl_weight: float = 2.0  # block-weighted L1 to each PL
     sup_weight: float = 1.0  # labelled synthetic branch
     block_weighting: bool = True
@@ -130,6 +134,11 @@ class MethodConfig:
     aligned_crops: bool = True
 
     def __post_init__(self) -> None:
+        if self.quality_source == "agreement" and not (
+                self.level_quantiles and self.multi_augment and not self.preference):
+            raise ValueError("method.quality_source=agreement needs method.level_quantiles: true, "
+                             "method.multi_augment: true and method.preference: false (the preference "
+                             "term compares reward-ensemble scores)")
         if self.preference and not self.conditioning:
             raise ValueError("method.preference compares quality levels: it needs method.conditioning: true")
         if self.bank_size < 1:

@@ -313,3 +313,22 @@ def test_quantile_levels_populate_every_level_and_survive_the_bank() -> None:
     other = MemoryBank(k=1)
     other.load_state_dict(bank.state_dict())
     assert torch.equal(other.qualities(), qualities[:32])
+
+
+def test_view_agreement_ranks_the_view_that_strays_last() -> None:
+    from qt_train.method.agreement import consensus, view_agreement
+
+    base = torch.rand(1, 2, 3, 8, 8)
+    cands = base.repeat(4, 1, 1, 1, 1)
+    assert torch.equal(view_agreement(cands), torch.zeros(4, 2))  # every view agrees
+    cands[2, 0] += 0.3  # one view of image 0 goes wrong: the median ignores it, it ranks last
+    q = view_agreement(cands)
+    assert torch.allclose(consensus(cands), base[0]) and int(q[:, 0].argmin()) == 2
+    assert q[2, 0] == pytest.approx(-0.3, abs=1e-6) and torch.equal(q[:, 1], torch.zeros(4))
+    # an image whose views disagree more has lower quality on every view (comparable across images)
+    spread = base.repeat(4, 1, 1, 1, 1)
+    spread[:, 1] += torch.tensor([0.0, 0.1, -0.1, 0.05]).view(4, 1, 1, 1)
+    q = view_agreement(spread)
+    assert torch.equal(q[:, 0], torch.zeros(4)) and (q[:, 1] < 0).all()
+    with pytest.raises(ValueError, match="2 views"):
+        view_agreement(cands[:1])

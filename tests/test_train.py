@@ -92,6 +92,24 @@ def test_quantile_levels_and_anchor(tmp_path):
     assert "loss/anchor" in (run / "metrics.jsonl").read_text()
 
 
+def test_agreement_quality_source(tmp_path):
+    """Quality from the views' agreement: no IQA pass, levels from the bank's quantiles of
+    agreement (<= 0, stored with the checkpoint); the preference term must be off."""
+    run = tmp_path / "run"
+    extra = ("method.quality_source=agreement", "method.level_quantiles=true", "method.preference=false",
+             "train.n_real=8", "train.real_batch=4", "train.iterations=4", "train.ckpt_every=4", "train.eval_every=4")
+    assert main(["--config", CONFIG, "--run-dir", str(run), "--no-progress", *sets(*extra)]) == 0
+    state = load_checkpoint(run / "last.ckpt")
+    cuts = state["level_cuts"]
+    assert len(cuts) == 7 and all(a <= b <= 0.0 for a, b in zip(cuts, cuts[1:], strict=False))
+    qualities = [e["quality"] for es in state["bank"]["entries"].values() for e in es]
+    assert qualities and all(q <= 0.0 for q in qualities)
+    # with the preference term on: refused before anything runs
+    assert main(["--config", CONFIG, "--run-dir", str(tmp_path / "bad"), "--no-progress",
+                 *sets("method.quality_source=agreement", "method.level_quantiles=true")]) == 2
+    assert not (tmp_path / "bad").exists()
+
+
 def _run_cli(run: Path, extra: list[str], resume: bool = False) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "qt_train.train.cli", "--config", CONFIG, "--run-dir", str(run), "--no-progress",
            *sets("train.ckpt_every=1", "train.iterations=5", *extra)]

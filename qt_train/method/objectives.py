@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from qt_train.method.agreement import view_agreement
 from qt_train.method.augment import invert, multi_augment, strong_augment
 from qt_train.method.bank import BankEntry, MemoryBank, reliable_accepts
 from qt_train.method.levels import level_of, quantile_cuts
@@ -131,16 +132,21 @@ def _block_weights(ensemble, flat: torch.Tensor, combined: torch.Tensor, block: 
 
 
 def store_candidates(s: SemiStep, xw: torch.Tensor) -> list[list[BankEntry]]:
-    """QualiTeacher's bank update: the teacher's PL candidates of every view, scored once by the
-    ensemble (ranking score, quality, block map), merged into the bank; returns each image's
-    stored entries (canonical orientation), best first."""
+    """QualiTeacher's bank update: the teacher's PL candidates of every view, scored once (by the
+    ensemble: ranking score, quality, block map; or by the views' agreement: ranking score =
+    quality, no block map), merged into the bank; returns each image's stored entries
+    (canonical orientation), best first."""
     ensemble, bank, batch, m = s.ensemble, s.bank, s.batch, s.method
     cands = teacher_candidates(s.teacher, xw, _views(m))
     v, n = cands.shape[:2]
     flat = cands.reshape(v * n, *cands.shape[2:])
-    scores = ensemble.score(flat, use_cache=False)
-    rank = _rank_scores(scores)
-    weights = _block_weights(ensemble, flat, scores.combined, s.block) if m.block_weighting else None
+    if m.quality_source == "agreement":  # no IQA pass: quality = agreement, levels from the bank's quantiles
+        quality = view_agreement(cands).reshape(-1)
+        rank, level, weights = quality, torch.full_like(quality, m.top_level // 2, dtype=torch.long), None
+    else:
+        scores = ensemble.score(flat, use_cache=False)
+        rank, level, quality = _rank_scores(scores), scores.level, scores.combined
+        weights = _block_weights(ensemble, flat, scores.combined, s.block) if m.block_weighting else None
     # candidates are stored in canonical orientation (un-flip the weak hflip)
     canon = torch.where(batch.flips.repeat(v).view(-1, 1, 1, 1), flat.flip(-1), flat)
     entries: list[list[BankEntry]] = []
@@ -151,7 +157,7 @@ def store_candidates(s: SemiStep, xw: torch.Tensor) -> list[list[BankEntry]]:
             bm = None
             if weights is not None:
                 bm = weights[i].flip(-1) if bool(batch.flips[j]) else weights[i]
-            cand.append(BankEntry(float(rank[i]), int(scores.level[i]), canon[i], bm, float(scores.combined[i])))
+            cand.append(BankEntry(float(rank[i]), int(level[i]), canon[i], bm, float(quality[i])))
         entries.append(bank.update(str(image_id), cand))
     return entries
 
