@@ -8,7 +8,9 @@ temporary file of a writer that is still running.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
+import json
 import os
 import shutil
 import tempfile
@@ -43,6 +45,14 @@ def _remove_stale(folder: Path, prefix: str) -> None:
                 p.unlink(missing_ok=True)
 
 
+#: errno values that mean "the disk (or this process's file-size or quota limit) is full".
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class DiskFull(OSError):
+    """A write ran out of space; raised with the target's name, after the temporary file is removed."""
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write via a temporary file in the same folder, fsync, then rename over the target."""
     path = Path(path)
@@ -56,6 +66,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.errno in DISK_FULL:  # name the file: a bare ENOSPC from write() names none
+            raise DiskFull(exc.errno, f"{os.strerror(exc.errno)} while writing {path} ({len(data)} bytes); "
+                                      f"the previous {path.name}, if any, is untouched") from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -63,6 +79,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_with_provenance(path: str | Path, data: bytes, provenance: dict) -> Path:
+    """A fitted or converted asset and its ``.json`` provenance sidecar, each written atomically
+    (the sidecar second, so it never describes a file that is not there)."""
+    path = Path(path)
+    atomic_write_bytes(path, data)
+    atomic_write_text(path.with_suffix(".json"), json.dumps(provenance, indent=2, sort_keys=True) + "\n")
+    return path
 
 
 @contextlib.contextmanager

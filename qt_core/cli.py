@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+
+from qt_core.atomic import DISK_FULL
 
 # Errors a user can fix from the message alone; anything else is a bug and keeps its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, PermissionError)
@@ -16,6 +20,18 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise ValueError(f"{message} (see {self.prog} --help)")
+
+
+def field_defaults(cls: type) -> SimpleNamespace:
+    """The field defaults of an option dataclass (fields without one left out), so a command's
+    flags default to the dataclass's values instead of restating them."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            values[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            values[f.name] = f.default_factory()
+    return SimpleNamespace(**values)
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +51,13 @@ def run_main(prog: str, body: Callable[[Sequence[str] | None], int], argv: Seque
     except (*USER_ERRORS, *user_errors) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"{prog}: error: {exc.strerror or exc}{where}: free some space and run again "
+              f"(a training run continues with --resume)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; nothing half-written was kept", file=sys.stderr)
