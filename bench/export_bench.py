@@ -70,14 +70,16 @@ def ov_runner(model, precision: str | None):
 def main() -> None:
     import torch
 
-    from qt_export.export import synthetic_frames
-    from qt_export.fold import QualityMode, export_view, load_model
+    from qt_core.metrics import psnr as psnr_db
+    from qt_export.checkpoint_view import QualityMode, export_view, load_model
+    from qt_export.export import DEFAULT_KEEP_FP, synthetic_frames
     from qt_export.formats import ExportSettings
     from qt_export.gate import ensemble_scorer
     from qt_export.onnx_export import export_onnx
     from qt_export.openvino_export import convert
     from qt_export.quantize import QATOptions, QuantOptions, ptq_openvino, ptq_torch, qat
     from qt_train.models import FoldedQuality, build_backbone
+    from qt_train.schema import MethodConfig
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", type=Path)
@@ -85,17 +87,18 @@ def main() -> None:
     ap.add_argument("--size", default="640x360")
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--calib-frames", type=int, default=64)
-    ap.add_argument("--qat-steps", type=int, default=200)
-    ap.add_argument("--keep-fp", default="first,last")
+    ap.add_argument("--qat-steps", type=int, default=QATOptions().steps)
+    ap.add_argument("--keep-fp", default=",".join(DEFAULT_KEEP_FP))
     args = ap.parse_args()
     print(describe_machine(), flush=True)  # numbers belong to one CPU class
     w, h = (int(v) for v in args.size.split("x"))
 
     if args.ckpt:
-        view = export_view(load_model(args.ckpt), QualityMode("folded", 7))
-    else:
+        loaded = load_model(args.ckpt)
+        view = export_view(loaded, QualityMode("folded", loaded.top_level))
+    else:  # an untrained backbone at the default run's top level
         torch.manual_seed(0)
-        view = FoldedQuality(build_backbone("edge_unet").eval(), 7).eval()
+        view = FoldedQuality(build_backbone("edge_unet").eval(), MethodConfig().top_level).eval()
     if args.calib:
         from calibration.frames import select_frames
 
@@ -120,8 +123,7 @@ def main() -> None:
         fps, p50, p99 = timed(run, x, args.iters)
         mem = rss_mb() - before
         out = np.concatenate([run(f[None]) for f in held])
-        mse = ((out - ref) ** 2).reshape(len(out), -1).mean(1)
-        psnr = float(np.mean(10 * np.log10(1 / np.maximum(mse, 1e-10))))
+        psnr = float(np.mean(psnr_db(out, ref)))
         score = float(np.mean(scorer(out)))
         rows.append((name, fps, p50, p99, mem, psnr, score, convs))
         print(f"  done: {name}", flush=True)

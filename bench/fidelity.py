@@ -39,18 +39,15 @@ def arch_overrides(arch: str, task: str) -> list[str]:
     return [f"model.arch={arch}", *(f"model.options.{k}={json.dumps(v)}" for k, v in opts.items())]
 
 
-def evaluate_heldout(ckpt: Path, n: int = 32, size: int = 256) -> dict:
-    from qt_core.config import build
-    from qt_train.checkpoint import load_checkpoint, model_from_state
-    from qt_train.data.streams import held_out_pairs
-    from qt_train.evaluate import paired_metrics, run_model
-    from qt_train.schema import RunConfig, degradation_params
+def evaluate_heldout(ckpt: Path) -> dict:
+    """PSNR/SSIM (RGB and Y, and of the input) on qt-eval's held-out ``realistic`` pairs (32 at 256 px):
+    its student and pairs (:mod:`qt_train.evaluate`), without its IQA scoring."""
+    from qt_train.evaluate import EVAL_LIMIT, EVAL_SIZE, heldout_sets, load_student, paired_metrics, run_model
 
-    state = load_checkpoint(ckpt)
-    cfg = build(RunConfig, state["config"])
-    model = model_from_state(state, str(ckpt))
-    held = held_out_pairs(cfg, degradation_params(cfg), "realistic", n=n, size=size)
-    return paired_metrics(run_model(model, held.lq, None), held.gt, held.lq)
+    n, size = EVAL_LIMIT, EVAL_SIZE
+    student = load_student(ckpt)
+    lq, gt = heldout_sets(student.cfg, n, size, ("realistic",))["realistic"]
+    return paired_metrics(run_model(student.model, lq, student.quality), gt, lq)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,20 +35,14 @@ def _photos(folder: Path, max_side: int) -> list[tuple[str, object]]:
 def _restore(ckpt: Path):
     import torch
 
-    from qt_core.config import build
-    from qt_train.checkpoint import load_checkpoint, model_from_state
-    from qt_train.method.objectives import conditioned
-    from qt_train.schema import RunConfig
+    from qt_train.evaluate import load_student
 
-    state = load_checkpoint(ckpt)
-    model = model_from_state(state, str(ckpt)).eval()
-    cfg = build(RunConfig, state["config"]) if "config" in state else None
-    top = cfg.method.top_level if cfg is not None and conditioned(cfg.train.method, cfg.method) else None
+    student = load_student(ckpt)  # at the run's top level when conditioned, as qt-eval
 
     def run(img):
         x = torch.from_numpy(img.transpose(2, 0, 1).copy())[None]
         with torch.no_grad():
-            return model(x, quality=top)[0].numpy().transpose(1, 2, 0)
+            return student.model(x, quality=student.quality)[0].numpy().transpose(1, 2, 0)
 
     return run
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import pickle
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qt_core.atomic import atomic_write_bytes, atomic_write_text
+from qt_core.atomic import write_with_provenance
 from qt_train.iqa.brisque_live import ASSET
 
 
@@ -75,19 +74,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     model["feature_max"] = np.array([float(v) for v in scale["max_"]])
     if model["feature_min"].shape != (model["support_vectors"].shape[1],):
         raise ValueError("the scaling does not match the model's feature count")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.savez_compressed(buf, **model)
-    atomic_write_bytes(args.out, buf.getvalue())
-    provenance = {
+    write_with_provenance(args.out, buf.getvalue(), {
         "source": f"brisque {version('brisque')} (Apache-2.0): models/svm.txt, models/normalize.pickle",
         "svm_txt_sha256": hashlib.sha256(svm_text).hexdigest(),
         "normalize_pickle_sha256": hashlib.sha256(norm_bytes).hexdigest(),
         "trained_on": "LIVE IQA database opinion scores (by the package's authors)",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m calibration.brisque_convert",
-    }
-    atomic_write_text(args.out.with_suffix(".json"), json.dumps(provenance, indent=1) + "\n")
+    })
     print(f"wrote {args.out} ({len(model['coef'])} support vectors)")
     return 0
 

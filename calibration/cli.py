@@ -1,4 +1,5 @@
-"""qt-calibrate: fit the offline IQA members (and, later, pick INT8 calibration frames).
+"""qt-calibrate: fit the offline IQA members (INT8 calibration frames are picked by qt-export,
+with calibration/frames.py).
 
   qt-calibrate iqa --out DIR            # NIQE pristine model + the learned CNNIQA member
   qt-calibrate iqa --out DIR --only niqe
@@ -30,7 +31,8 @@ def _iqa(args: argparse.Namespace) -> int:
             return code
     if args.only in (None, "cnniqa"):
         extra = ["--threads", str(args.threads)] if args.threads else []
-        return rank_fit.main(["--out", str(args.out / "cnniqa_rank.pth"), "--seed", str(args.seed), *extra])
+        extra += ["--seed", str(args.seed)] if args.seed is not None else []
+        return rank_fit.main(["--out", str(args.out / "cnniqa_rank.pth"), *extra])
     return 0
 
 
@@ -41,7 +43,8 @@ def _body(argv: Sequence[str] | None) -> int:
     iqa = sub.add_parser("iqa", help="fit the offline IQA members into --out")
     iqa.add_argument("--out", type=Path, required=True, help="folder for niqe_pristine.mat and cnniqa_rank.pth")
     iqa.add_argument("--only", choices=("niqe", "cnniqa"), help="fit one member only")
-    iqa.add_argument("--seed", type=int, default=0)
+    iqa.add_argument("--seed", type=int, default=None,
+                     help="seed of the CNNIQA fit (default: the fit's own, rank_fit.FitOptions.seed)")
     iqa.add_argument("--threads", type=int, default=None, help="torch CPU threads for the CNNIQA fit")
     args = parser.parse_args(argv)
     return _iqa(args)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
+import io
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -205,21 +205,23 @@ def fit_pristine(
     )
 
 
-def save_pristine(model: PristineModel, path: str | Path, provenance: dict | None = None) -> Path:
-    """Write the ``.mat`` pyiqa's NIQE loads, plus a ``.json`` sidecar with provenance."""
+def pristine_mat(mu: np.ndarray, cov: np.ndarray) -> bytes:
+    """The ``.mat`` pyiqa's NIQE loads: ``mu_prisparam`` (1, 36) and ``cov_prisparam`` (36, 36)."""
     import scipy.io
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(
-        path,
-        {"mu_prisparam": model.mu[None, :].astype(np.float64), "cov_prisparam": model.cov.astype(np.float64)},
-        do_compression=True,
-    )
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, {"mu_prisparam": np.asarray(mu, np.float64).reshape(1, -1),
+                           "cov_prisparam": np.asarray(cov, np.float64)}, do_compression=True)
+    return buf.getvalue()
+
+
+def save_pristine(model: PristineModel, path: str | Path, provenance: dict | None = None) -> Path:
+    """Write the ``.mat`` pyiqa's NIQE loads, plus a ``.json`` sidecar with provenance."""
+    from qt_core.atomic import write_with_provenance
+
     meta = {k: v for k, v in asdict(model).items() if k not in {"mu", "cov"}}
     meta.update(provenance or {})
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return path
+    return write_with_provenance(path, pristine_mat(model.mu, model.cov), meta)
 
 
 def load_pristine(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from qt_core.atomic import atomic_write_bytes, atomic_write_text
+from qt_core.atomic import write_with_provenance
 from qt_train.iqa.weights import bundled_assets_dir
 
 ASSET = bundled_assets_dir() / "niqe_original.mat"
@@ -46,9 +45,9 @@ def read_source(source: Path) -> bytes:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import scipy.io
-
     from qt_core.cli import OneLineParser
+
+    from .niqe_fit import pristine_mat
 
     parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, required=True, help="basicsr-1.4.2.tar.gz or niqe_pris_params.npz")
@@ -60,15 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ValueError(f"{MEMBER} has sha256 {digest}, expected {PINNED_SHA256}: not the published model")
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         mu, cov = np.asarray(z["mu_pris_param"], np.float64).reshape(1, 36), np.asarray(z["cov_pris_param"], np.float64)
-    buf = io.BytesIO()
-    scipy.io.savemat(buf, {"mu_prisparam": mu, "cov_prisparam": cov}, do_compression=True)
-    atomic_write_bytes(args.out, buf.getvalue())
-    provenance = {
+    write_with_provenance(args.out, pristine_mat(mu, cov), {
         "model": "NIQE pristine MVG of the original MATLAB release (Mittal, Soundararajan, Bovik 2013)",
         "source": f"BasicSR 1.4.2 (Apache-2.0), {MEMBER}", "source_sha256": digest,
         "command": "python -m calibration.niqe_original --source basicsr-1.4.2.tar.gz",
-    }
-    atomic_write_text(args.out.with_suffix(".json"), json.dumps(provenance, indent=1) + "\n")
+    })
     print(f"wrote {args.out}")
     return 0
 

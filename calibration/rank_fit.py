@@ -1,6 +1,6 @@
 """Fit the learned low-level IQA member: pyiqa's CNNIQA trained RankIQA-style on the data engine.
 
-Why: the offline ensemble (NIQE + PIQE) rates generic naturalness, but some of our degradations
+Why: the untrained offline members (NIQE, PIQE) rate generic naturalness, but some of our degradations
 (haze, low light, colour casts) move those statistics little or the wrong way. No labelled IQA
 data set can be downloaded here, yet the degradation engine produces *ordered* images for free:
 the same clean image at increasing severity of the same degradation (same nuisance draws, only
@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import io
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -442,14 +441,11 @@ def save_weights(result: FitResult, path: str | Path, provenance: dict) -> Path:
     """Write ``{'params': state_dict}`` (what pyiqa's loader reads) and a ``.json`` sidecar, atomically."""
     import torch
 
-    from qt_core.atomic import atomic_write_bytes, atomic_write_text
+    from qt_core.atomic import write_with_provenance
 
-    path = Path(path)
     buf = io.BytesIO()
     torch.save({"params": result.state_dict}, buf)
-    atomic_write_bytes(path, buf.getvalue())
-    atomic_write_text(path.with_suffix(".json"), json.dumps(provenance, indent=2, sort_keys=True) + "\n")
-    return path
+    return write_with_provenance(path, buf.getvalue(), provenance)
 
 
 def provenance(opts: FitOptions, result: FitResult, command: str) -> dict:

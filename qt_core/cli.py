@@ -14,6 +14,12 @@ from qt_core.atomic import DISK_FULL
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, FileExistsError, PermissionError)
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """A library's (often multi-line) exception text as one line for a message of ours."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse whose usage errors raise instead of printing usage and exiting, so :func:`run_main`
     reports them like every other bad input: one line, exit status 2. ``--help`` still prints help."""

@@ -1,4 +1,5 @@
-"""Write the artifact's metadata files: manifest.json (+ its ONNX mirror), report.json, compare.png.
+"""Write the artifact's metadata files: manifest.json (+ its ONNX mirror), gate_frames.npz,
+report.json, compare.png.
 
 Why this order in :func:`finalize`: mirroring the manifest into the ONNX ``metadata_props``
 rewrites the model file, so it happens first and the sha256 of every file is taken afterwards
@@ -61,7 +62,7 @@ def build_manifest(
 
 
 def finalize(folder: str | Path, manifest: Manifest) -> Manifest:
-    """Mirror into ONNX files, hash every model file, write manifest.json; returns what was written."""
+    """Mirror into ONNX files, hash every listed file, write manifest.json; returns what was written."""
     from qt_runtime.artifact import mirror_into_onnx
 
     folder = Path(folder)
@@ -71,6 +72,18 @@ def finalize(folder: str | Path, manifest: Manifest) -> Manifest:
     final = replace(manifest, sha256=hash_files(folder, manifest.files))
     write_manifest(folder, final)
     return final
+
+
+def write_gate_frames(folder: str | Path, gate_in: np.ndarray, reference: np.ndarray,
+                      outputs: np.ndarray) -> str:
+    """Write the gate's inputs, FP32 reference outputs and this artifact's per-frame PSNR as
+    ``gate_frames.npz`` (``qt-run verify`` re-runs them on the device); returns the file name, which
+    the manifest lists and hashes like every other file."""
+    from qt_core.atomic import atomic_write_bytes
+    from qt_runtime.verify import GATE_FRAMES, encode_gate_frames
+
+    atomic_write_bytes(Path(folder) / GATE_FRAMES, encode_gate_frames(gate_in, reference, outputs))
+    return GATE_FRAMES
 
 
 def write_json(path: str | Path, data: Any) -> None:

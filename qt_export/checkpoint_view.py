@@ -14,10 +14,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class QualityMode:
-    """``folded`` at ``level`` (bias baked in) or ``input`` (``level`` is then the default)."""
+    """``folded`` at ``level`` (bias baked in) or ``input`` (``level`` is then the default).
 
-    mode: str = "folded"
-    level: float = 7.0
+    No default level: it is the run's ``method.top_level`` (``LoadedModel.top_level``) or ``--quality``.
+    """
+
+    mode: str
+    level: float
 
     def __post_init__(self) -> None:
         if self.mode not in ("folded", "input"):
@@ -34,7 +37,7 @@ class LoadedModel:
     task: str
     levels: int
     pad_multiple: int
-    top_level: int = 7  # the run's method.top_level: what --quality folds by default
+    top_level: int  # the run's method.top_level: what --quality folds by default
     iqa_spec: dict | None = None  # the run's reward ensemble as a dict (None: the default)
     level_cuts: list[float] | None = None  # the run's quantile level cut points, when it used them
 

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from qt_core.cli import OneLineParser, run_main
+from qt_core.cli import OneLineParser, field_defaults, run_main
 
 from .formats import CLI_FORMATS, TARGETS
 from .gate import GateBounds
@@ -46,44 +46,47 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .export import DEFAULT_KEEP_FP
-    from .quantize import KEEP_FP_ROLES
+    from .export import ExportOptions
+    from .quantize import KEEP_FP_ROLES, QATOptions
 
+    # The defaults live in the option dataclasses (ExportOptions, QATOptions, GateBounds).
+    dflt, qat, gate = field_defaults(ExportOptions), QATOptions(), GateBounds()
     p = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path, help="a .ckpt written by qt-train (EMA weights are exported)")
     p.add_argument("--target", choices=TARGETS, required=True)
     p.add_argument("--format", choices=CLI_FORMATS, help="default: openvino for cpu, TensorRT-ready ONNX for GPUs")
     p.add_argument("--int8", action="store_true", help="NNCF post-training INT8 (needs --calib)")
     p.add_argument("--qat", action="store_true", help="also fine-tune the INT8 model; ship the better of PTQ/QAT")
-    p.add_argument("--qat-steps", type=int, default=200)
-    p.add_argument("--qat-lr", type=float, default=5e-6)
-    p.add_argument("--qat-consistency", type=float, default=0.1, help="weight of the cropped-consistency loss")
+    p.add_argument("--qat-steps", type=int, default=qat.steps)
+    p.add_argument("--qat-lr", type=float, default=qat.lr)
+    p.add_argument("--qat-consistency", type=float, default=qat.consistency_weight,
+                   help="weight of the cropped-consistency loss")
     q = p.add_mutually_exclusive_group()
     q.add_argument("--quality", type=float, default=None,
                    help="fold this level into the graph (default: the run's top level, method.top_level)")
     q.add_argument("--quality-input", action="store_true", help="keep the level as a float input 'quality'")
     p.add_argument("--calib", type=Path, action="append", default=[],
                    help="calibration video, image folder or image (repeatable)")
-    p.add_argument("--calib-frames", type=int, default=300)
+    p.add_argument("--calib-frames", type=int, default=dflt.calib_frames)
     p.add_argument("--no-calib-iqa", action="store_true", help="skip IQA stratification of calibration frames")
     p.add_argument("--cache-dir", type=Path, help="cache selected calibration frames here")
-    p.add_argument("--size", type=parse_size, default=(360, 640),
-                   help="input WxH (default 640x360); with --dynamic, the size of calibration/gate frames")
+    p.add_argument("--size", type=parse_size, default=dflt.size,
+                   help=f"input WxH (default {dflt.size[1]}x{dflt.size[0]}); with --dynamic, the size of "
+                        "calibration/gate frames")
     p.add_argument("--dynamic", action="store_true",
                    help="accept any input size (qt-run pads frames to the network's multiple)")
-    p.add_argument("--keep-fp", default=",".join(DEFAULT_KEEP_FP),
+    p.add_argument("--keep-fp", default=",".join(dflt.keep_fp),
                    help=f"INT8: roles kept in floating point: {','.join(KEEP_FP_ROLES)} or none "
                         "(edge_guided: add 'guided', its guided-filter maths)")
     p.add_argument("--bias-correction", action="store_true",
                    help="INT8: enable NNCF bias correction (off by default: it lost PSNR in our measurements)")
-    gate = GateBounds()  # the defaults live in the dataclass
     p.add_argument("--min-psnr", type=float, default=gate.min_psnr, help="gate: mean PSNR(artifact, FP32) in dB")
     p.add_argument("--min-frame-psnr", type=float, default=gate.min_frame_psnr,
                    help="gate: PSNR(artifact, FP32) of every frame in dB")
     p.add_argument("--max-score-drop", type=float, default=gate.max_score_drop, help="gate: relative IQA score drop")
-    p.add_argument("--gate-frames", type=int, default=8)
+    p.add_argument("--gate-frames", type=int, default=dflt.gate_frames)
     p.add_argument("--backend", help="qt_runtime backend for the gate (default: the format's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=dflt.seed)
     p.add_argument("--out", type=Path, help="artifact folder (default: next to the checkpoint)")
     p.add_argument("--force", action="store_true", help="replace an existing --out (only once the new one passed)")
     return p

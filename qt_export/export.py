@@ -24,15 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from .fold import QualityMode
+from .checkpoint_view import QualityMode
 from .formats import ExportSettings, FormatSpec, Request, resolve
 from .gate import GateBounds, GateFailed, GateResult
 from .quantize import QATOptions, QuantOptions
 
-#: Default FP-kept roles for INT8, chosen by measurement on a trained edge_unet (dehaze, PTQ
-#: without bias correction, PSNR vs FP32): none 45.6 dB, first 48.2, first+last 48.6,
-#: first+last+residual 49.2. The first and last convolutions touch the [0, 1] image tensors and
-#: are ~12% of the MACs; the residual add adds little, so it stays INT8.
+#: Default FP-kept roles for INT8, chosen by measurement (docs/results.md, "Export and INT8"): the
+#: first and last convolutions touch the [0, 1] image tensors and are ~12% of the MACs; the
+#: residual add adds little, so it stays INT8.
 DEFAULT_KEEP_FP: tuple[str, ...] = ("first", "last")
 
 
@@ -144,7 +143,7 @@ class Model:
     """Step 1-2's result: the checkpoint's model, the quality handling, the module to export and
     its FP32 reference."""
 
-    loaded: Any  # fold.LoadedModel
+    loaded: Any  # checkpoint_view.LoadedModel
     quality: QualityMode
     view: Any
     reference: Callable[[Any], Any]
@@ -183,7 +182,7 @@ def run_export(opts: ExportOptions, log: Callable[[str], None] = print) -> Path:
 
 def load_view(opts: ExportOptions) -> Model:
     """1-2. The checkpoint's EMA model, and the module to export at the run's top level (or --quality)."""
-    from .fold import export_view, load_model, reference_fn
+    from .checkpoint_view import export_view, load_model, reference_fn
 
     loaded = load_model(opts.checkpoint)
     quality = QualityMode("input" if opts.quality_input else "folded",
@@ -232,7 +231,7 @@ def quantise(opts: ExportOptions, spec: FormatSpec, model: Model, frames: Frames
                          bias_correction=opts.bias_correction)
     extra = {"keep_fp": list(opts.keep_fp), "bias_correction": opts.bias_correction, "quantization": "nncf-ptq"}
     log(f"INT8 PTQ on {len(tensors)} frames (keep FP: {', '.join(opts.keep_fp) or 'none'})")
-    yield "ptq", spec.hook("ptq")(model.view, tensors, qopts, example, _settings(opts)), extra
+    yield "ptq", spec.hook("ptq")(model.view, tensors, qopts, example, _settings(opts, model)), extra
     if opts.qat:
         log(f"QAT: {opts.qat_options.steps} steps (distillation + cropped consistency)")
         # NNCF may wrap the module in place; QAT must never touch the FP32 reference's weights.
@@ -253,7 +252,7 @@ def gate_candidate(opts: ExportOptions, spec: FormatSpec, model: Model, frames: 
 
     folder = scratch / label
     folder.mkdir()
-    files = spec.export_fn(module, folder, _example(frames), _settings(opts))
+    files = spec.export_fn(module, folder, _example(frames), _settings(opts, model))
     inspect = spec.hook("inspect")
     if inspect is not None:
         extra = {**extra, **inspect(folder, files)}
@@ -276,8 +275,8 @@ def choose(candidates: list[Candidate], out: Path) -> Candidate:
 
 def write_artifact(opts: ExportOptions, spec: FormatSpec, model: Model, frames: Frames,
                    candidates: list[Candidate], best: Candidate, out: Path, log: Callable[[str], None]) -> Path:
-    """8. The chosen candidate's files, manifest (with its gate), report.json and compare.png,
-    staged and renamed over ``out`` in one step, then loaded back and checked."""
+    """8. The chosen candidate's files, gate_frames.npz, manifest (with its gate), report.json and
+    compare.png, staged and renamed over ``out`` in one step, then loaded back and checked."""
     from qt_core.atomic import staged_dir
 
     from . import artifact_writer as aw
@@ -293,7 +292,9 @@ def write_artifact(opts: ExportOptions, spec: FormatSpec, model: Model, frames: 
     with staged_dir(out, force=opts.force) as stage:
         for name in best.files:
             shutil.copy2(best.folder / name, stage / name)
-        manifest = aw.finalize(stage, _manifest(opts, spec, model, frames, best.files, best.gate,
+        # the gate frames travel with the artifact, listed and hashed: qt-run verify re-runs them on the device
+        files = [*best.files, aw.write_gate_frames(stage, frames.gate_in, frames.ref_out, best.outputs)]
+        manifest = aw.finalize(stage, _manifest(opts, spec, model, frames, files, best.gate,
                                                 {**best.extra, "variant": best.label}))
         aw.write_json(stage / "report.json", report)
         aw.write_compare(stage / "compare.png", frames.gate_in, frames.ref_out, best.outputs)
@@ -309,8 +310,8 @@ def _precision(opts: ExportOptions) -> str:
     return "int8" if opts.int8 else "fp32"
 
 
-def _settings(opts: ExportOptions) -> ExportSettings:
-    return ExportSettings(dynamic=opts.dynamic, quality_input=opts.quality_input)
+def _settings(opts: ExportOptions, model: Model) -> ExportSettings:
+    return ExportSettings(dynamic=opts.dynamic, quality_input=opts.quality_input, quality=model.quality.level)
 
 
 def _example(frames: Frames) -> Any:

@@ -29,6 +29,7 @@ class ExportSettings:
 
     dynamic: bool = False
     quality_input: bool = False
+    quality: float | None = None  # the quality input's trace value: the artifact's default level
     opset: int = 17
     stem: str = "model"
 

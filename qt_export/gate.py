@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from qt_core.metrics import psnr
-
 
 class GateFailed(ValueError):
     """The artifact broke a gate bound; nothing was written to the output folder."""
@@ -60,28 +58,14 @@ class GateResult:
 
 def run_backend(artifact_dir: str | Path, frames: np.ndarray, quality: float | None = None,
                 backend: str | None = None) -> np.ndarray:
-    """Outputs (N, 3, H, W) of the artifact through ``qt_runtime``, one frame at a time.
-
-    A dynamic artifact gets each frame padded to its ``multiple`` and the output cropped back,
-    exactly as ``qt-run`` fits frames (``qt_runtime.pipeline.fit_frame``), so the gate measures
-    what ships at sizes such as 1920x1080 that are not a multiple of the network's stride.
-    """
+    """Outputs (N, 3, H, W) of the artifact through ``qt_runtime``, one frame at a time, fitted as
+    ``qt-run`` fits them (``qt_runtime.verify.run_frames``: what ``qt-run verify`` re-runs on the device)."""
     import qt_runtime
-    from qt_runtime.tiling import fit_to_input, restore_from_input
+    from qt_runtime.verify import run_frames
 
-    art = qt_runtime.load_artifact(artifact_dir)
-    be = qt_runtime.open_backend(art, backend=backend)
-    spec = be.input_spec
-
-    def one(frame: np.ndarray) -> np.ndarray:  # (1, 3, H, W)
-        if spec.size is not None or spec.multiple <= 1:
-            return be.infer(frame, quality=quality)
-        fitted, placement = fit_to_input(frame[0].transpose(1, 2, 0), None, "pad", multiple=spec.multiple)
-        out = be.infer(np.ascontiguousarray(fitted.transpose(2, 0, 1))[None], quality=quality)
-        return restore_from_input(out[0].transpose(1, 2, 0), placement).transpose(2, 0, 1)[None]
-
+    be = qt_runtime.open_backend(qt_runtime.load_artifact(artifact_dir), backend=backend)
     try:
-        return np.concatenate([one(frames[i : i + 1]) for i in range(len(frames))])
+        return run_frames(be, frames, quality)
     finally:
         be.close()
 
@@ -90,20 +74,13 @@ def evaluate(
     reference: np.ndarray, artifact: np.ndarray, bounds: GateBounds,
     scorer: Callable[[np.ndarray], np.ndarray] | None,
 ) -> GateResult:
-    """Compare outputs; ``scorer`` maps (N, 3, H, W) in [0, 1] to per-image ensemble scores."""
-    psnrs = psnr(artifact, reference)
+    """Compare outputs; ``scorer`` maps (N, 3, H, W) in [0, 1] to per-image ensemble scores. The
+    PSNR bounds are ``qt_runtime.verify.check_parity``, the check ``qt-run verify`` repeats on the device."""
+    from qt_runtime.verify import check_parity
+
+    parity = check_parity(reference, artifact, bounds.min_psnr, bounds.min_frame_psnr)
+    psnrs, bad, reasons = parity.psnrs, parity.non_finite, list(parity.reasons)
     mean_psnr = float(psnrs.mean())
-    reasons = []
-    bad = int((~np.isfinite(artifact)).sum())
-    if bad:
-        reasons.append(f"{bad} non-finite output values in {int((~np.isfinite(artifact)).reshape(len(artifact), -1).any(1).sum())} frame(s)")
-    if mean_psnr < bounds.min_psnr:
-        reasons.append(f"PSNR vs FP32 {mean_psnr:.2f} dB < {bounds.min_psnr:g} dB")
-    worst = int(np.argmin(psnrs))
-    if psnrs[worst] < bounds.min_frame_psnr:
-        low = int((psnrs < bounds.min_frame_psnr).sum())
-        reasons.append(f"{low} frame(s) below {bounds.min_frame_psnr:g} dB vs FP32 (worst: frame {worst}, "
-                       f"{psnrs[worst]:.2f} dB)")
     s_ref = s_art = drop = None
     if scorer is not None and not bad:
         s_ref = float(np.mean(scorer(reference)))

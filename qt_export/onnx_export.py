@@ -17,12 +17,15 @@ QUALITY_NAME = "quality"
 OUTPUT_NAME = "output"
 
 
-def example_inputs(example: Any, settings: ExportSettings, level: float = 7.0) -> tuple:
-    """The positional inputs the view takes: ``(x,)`` or ``(x, quality)``."""
+def example_inputs(example: Any, settings: ExportSettings) -> tuple:
+    """The positional inputs the view takes: ``(x,)`` or ``(x, quality)``, the quality at the
+    artifact's default level (``settings.quality``: the run's top level unless --quality)."""
     import torch
 
     if settings.quality_input:
-        return (example, torch.tensor([float(level)], dtype=torch.float32))
+        if settings.quality is None:
+            raise ValueError("a quality input needs ExportSettings.quality (the artifact's default level)")
+        return (example, torch.tensor([float(settings.quality)], dtype=torch.float32))
     return (example,)
 
 

@@ -1,6 +1,6 @@
 """INT8 with NNCF: post-training quantisation, quantisation-aware fine-tuning, strip to Q/DQ.
 
-Decisions (measured on edge_unet, see the issue report / bench/export_bench.py):
+Decisions (the measurements behind them: docs/results.md, "Export and INT8"):
 
 - Symmetric preset (``QuantizationPreset.PERFORMANCE``): TensorRT accepts only symmetric Q/DQ.
 - Signed activations for the TensorRT format: NNCF picks *unsigned* (uint8) quantizers after a
@@ -9,15 +9,15 @@ Decisions (measured on edge_unet, see the issue report / bench/export_bench.py):
   symmetric quantizer is switched to signed (same scale = same max; one bit less resolution on
   non-negative tensors, which is what TensorRT would do anyway). OpenVINO keeps uint8
   activations (its u8 x s8 kernels are the fast ones).
-- Bias correction off by default: NNCF's (fast) bias correction, estimated on a few hundred
-  frames, cost ~13 dB on a trained edge_unet (PSNR vs FP32 32.1 -> 45.6 dB without it);
-  ``--bias-correction`` turns it back on.
+- Bias correction off by default: estimated on a few hundred frames, NNCF's (fast) bias
+  correction was the largest single source of INT8 error; ``--bias-correction`` turns it back on.
 - Layers kept in floating point are named by *role* (``first``/``last`` convolution, the
-  ``residual`` add, the ``clamp``, the ``guided`` element-wise maths of edge_guided), resolved on the model's own NNCF graph, so the option works
-  for any backbone and for both the torch and the OpenVINO graph.
+  ``residual`` add, the ``clamp``, the ``guided`` element-wise maths of edge_guided), resolved on
+  the model's own NNCF graph, so the option works for any backbone and for both the torch and the
+  OpenVINO graph.
 - OpenVINO PTQ quantises the converted ``openvino.Model`` with NNCF's OpenVINO backend (its IR
-  ran faster than converting the NNCF torch module, 82 vs 66 FPS at 640x360); QAT must train the
-  torch module, whose conversion also gives a FakeQuantize IR.
+  ran faster than converting the NNCF torch module); QAT must train the torch module, whose
+  conversion also gives a FakeQuantize IR.
 """
 
 from __future__ import annotations
@@ -51,10 +51,8 @@ class QuantOptions:
 class QATOptions:
     """QAT knobs: distillation (L1 to FP32) + cropped consistency, on random crops of the frames.
 
-    Measured on a trained edge_unet (40 steps, PSNR vs FP32 of the fake-quantised torch model):
-    PTQ 47.0 dB; lr 2e-5 without consistency 47.0; lr 5e-6 47.4; lr 5e-6 + consistency 0.1
-    47.35; lr 2e-5 + consistency 1.0 lost ~5 dB (the FP32 model is not itself crop-consistent,
-    so a strong consistency term pulls the INT8 model away from it)."""
+    A small lr and a weak consistency term: the FP32 model is not itself crop-consistent, so a
+    strong one pulls the INT8 model away from it (docs/results.md, "Export and INT8")."""
 
     steps: int = 200
     lr: float = 5e-6

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qt_core.atomic import atomic_write_bytes
+from qt_core.cli import one_line
 from qt_core.hashing import sha256_file
 from qt_runtime.formats import ARTIFACT_FORMATS
 from qt_runtime.manifest import (
@@ -264,7 +265,7 @@ def _inspect_onnx(path: Path) -> ModelInfo:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise ArtifactError(f"{path}: not a readable ONNX model ({exc}); re-export") from exc
+        raise ArtifactError(f"{path}: not a readable ONNX model ({one_line(exc)}); re-export") from exc
     g = model.graph
     init_names = {i.name for i in g.initializer}
 
@@ -317,7 +318,7 @@ def _inspect_onnx_via_ort(path: Path) -> ModelInfo:
     try:
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise ArtifactError(f"{path}: ONNX Runtime cannot read the model ({exc}); re-export") from exc
+        raise ArtifactError(f"{path}: ONNX Runtime cannot read the model ({one_line(exc)}); re-export") from exc
 
     def info(a) -> TensorInfo:
         shape = tuple(d if isinstance(d, int) and d > 0 else None for d in a.shape) if a.shape is not None else None
@@ -344,7 +345,7 @@ def _inspect_openvino(path: Path) -> ModelInfo:
     try:
         model = ov.Core().read_model(str(path))
     except Exception as exc:
-        raise ArtifactError(f"{path}: OpenVINO cannot read the IR ({exc}); re-export") from exc
+        raise ArtifactError(f"{path}: OpenVINO cannot read the IR ({one_line(exc)}); re-export") from exc
 
     def info(port) -> TensorInfo:
         ps = port.get_partial_shape()

@@ -4,11 +4,13 @@
          [--hint auto|LATENCY|THROUGHPUT] [--precision f32|bf16|f16] [--quality L] [--temporal]
          [--policy tile|resize|letterbox] [--max-frames N] [--summary PATH]
   qt-run build-engine ARTIFACT [...]      (TensorRT engine, built on the device that runs it)
+  qt-run verify ARTIFACT [--backend B] [--device D] [--json]
+                                          (re-run the export gate's frames here: exit 0 if they hold its bounds)
 
 Sources: 0 | /dev/video0 | rtsp://... | http://... | udp://@:5000 | 'GStreamer ! appsink' |
 jetson-csi[:SENSOR][:WxH][@FPS] | clip.mp4 | frames/
 Sinks: out.mp4 | out.avi | frames_out/ | window | udp://127.0.0.1:5000 | mjpeg://127.0.0.1:8090 | null
-In the window: + / - step the quality level, 0-7 set it, q or Esc quits.
+In the window: + / - step the quality level, a digit sets it, q or Esc quits.
 SIGINT/SIGTERM stop capture, finish the frames in flight and close the output so it plays.
 """
 
@@ -192,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from qt_runtime.engine_build import build_engine_cli
 
         return build_engine_cli(argv[1:])
+    if argv and argv[0] == "verify":
+        from qt_runtime.verify import verify_cli
+
+        return verify_cli(argv[1:])
     from qt_core.cli import run_main
     from qt_runtime.backends.base import BackendUnavailableError
     from qt_runtime.sinks import SinkError

@@ -79,12 +79,14 @@ class QualityInfo:
     """How the quality condition reaches the model.
 
     ``folded``: baked in at ``level``; ``input``: a float32 [1] tensor named ``input_name``,
-    fed ``default`` unless the caller asks for another (fractional) level.
+    fed ``default`` unless the caller asks for another (fractional) level. No level is assumed
+    here: the export writes the run's own (``method.top_level`` or ``--quality``) and the parser
+    requires it, so a manifest without one is refused ("re-export") rather than guessed at.
     """
 
-    mode: str = "folded"
-    levels: int = 8
-    level: float | None = 7
+    mode: str
+    levels: int
+    level: float | None = None
     input_name: str | None = None
     default: float | None = None
 
@@ -118,9 +120,9 @@ class Manifest:
     files: tuple[str, ...]
     sha256: Mapping[str, str]
     precision: str
+    quality: QualityInfo
     input: InputInfo = field(default_factory=InputInfo)
     output: OutputInfo = field(default_factory=OutputInfo)
-    quality: QualityInfo = field(default_factory=QualityInfo)
     target: str = "cpu"
     calibration: CalibrationInfo | None = None
     gate: GateInfo | None = None

@@ -67,37 +67,24 @@ def evaluate_checkpoint(ckpt_path: Path, out: Path, pairs: Path | None, real: li
     import numpy as np
 
     from qt_core.atomic import atomic_write_text, staged_dir
-    from qt_core.config import build
-    from qt_train.checkpoint import load_checkpoint, model_from_state
     from qt_train.data.io import write_image
-    from qt_train.data.streams import held_out_pairs
     from qt_train.evaluate import (
         before_after_grid,
         extrapolation,
+        heldout_sets,
         level_curve,
+        load_student,
         paired_metrics,
         plot_level_curve,
         run_model,
     )
     from qt_train.iqa import Ensemble
     from qt_train.iqa.spec import reward_and_judge, spec_to_dict
-    from qt_train.method import objectives
-    from qt_train.schema import RunConfig, degradation_params, load_run_config
 
-    state = load_checkpoint(ckpt_path)
-    if "config" in state:
-        cfg = build(RunConfig, state["config"], source=f"{ckpt_path} (config)")
-    elif config:
-        cfg = load_run_config(config)
-    else:
-        raise ValueError(f"{ckpt_path} carries no config — pass --config configs/TASK.yaml")
-    model = model_from_state(state, str(ckpt_path), arch=cfg.model.arch, arch_config=cfg.model.options)
-    arch = state.get("arch", cfg.model.arch)
-    conditioned = objectives.conditioned(cfg.train.method, cfg.method)
-    q = quality if quality is not None else (cfg.method.top_level if conditioned else None)
+    student = load_student(ckpt_path, config, quality)
+    cfg, model, arch, conditioned, q = student.cfg, student.model, student.arch, student.conditioned, student.quality
     spec, judge_spec = reward_and_judge(cfg.iqa.ensemble, cfg.iqa.judge)
     scorers = {"reward": Ensemble(spec, weights_dir=cfg.iqa.weights_dir), "judge": Ensemble(judge_spec)}
-    params = degradation_params(cfg)
 
     def scores(x) -> dict[str, float]:
         return {name: float(e.score(x, use_cache=False).combined.mean()) for name, e in scorers.items()}
@@ -113,10 +100,7 @@ def evaluate_checkpoint(ckpt_path: Path, out: Path, pairs: Path | None, real: li
             raise ValueError(f"{pairs}: lq/ and gt/ hold different numbers of images")
         sets = {"pairs": (lq, gt)}
     else:
-        sets = {}
-        for domain in ("synthetic", "realistic"):
-            h = held_out_pairs(cfg, params, domain, n=limit, size=size)
-            sets[domain] = (h.lq, h.gt)
+        sets = heldout_sets(cfg, limit, size)
     for name, (lq, gt) in sets.items():
         restored = run_model(model, lq, q)
         results["paired"][name] = {**paired_metrics(restored, gt, lq), "input_scores": scores(lq),
@@ -153,6 +137,8 @@ def evaluate_checkpoint(ckpt_path: Path, out: Path, pairs: Path | None, real: li
 
 
 def _body(argv: Sequence[str] | None) -> int:
+    from qt_train.evaluate import EVAL_LIMIT, EVAL_SIZE
+
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path)
@@ -160,8 +146,8 @@ def _body(argv: Sequence[str] | None) -> int:
     parser.add_argument("--pairs", type=Path, help="paired folder with lq/ and gt/ (default: held-out synthetic pairs)")
     parser.add_argument("--real", type=Path, action="append", default=[], help="real images/folders/videos (repeatable)")
     parser.add_argument("--quality", type=float, help="quality level (default: top level for conditioned students)")
-    parser.add_argument("--size", type=int, default=256, help="centre-crop side for evaluation images")
-    parser.add_argument("--limit", type=int, default=32, help="images per set")
+    parser.add_argument("--size", type=int, default=EVAL_SIZE, help="centre-crop side for evaluation images")
+    parser.add_argument("--limit", type=int, default=EVAL_LIMIT, help="images per set")
     parser.add_argument("--config", help="run config, for checkpoints that carry none")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     args = parser.parse_args(argv)

@@ -1,13 +1,15 @@
 """Evaluation of a trained student: PSNR/SSIM on pairs, IQA scores on real images, the
 per-level curve, and the paper's extrapolation check (does the top level beat the best PL?).
 
-Pure functions over (N,3,H,W) tensors and a model, so qt-eval and the benchmarks share them.
+Pure functions over (N,3,H,W) tensors and a model, plus the one checkpoint -> student path
+(:func:`load_student`, :func:`heldout_sets`), so qt-eval and the benchmarks measure alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,53 @@ import torch
 from qt_core.pixels import to_uint8
 
 Model = Callable[..., torch.Tensor]
+
+#: qt-eval's defaults (and the benchmarks'): images per set and their centre-crop side in px.
+EVAL_LIMIT = 32
+EVAL_SIZE = 256
+
+
+@dataclass(frozen=True)
+class Student:
+    """A checkpoint's student ready to evaluate, and the level it is evaluated at."""
+
+    model: torch.nn.Module  # EMA weights (else model weights), eval mode
+    cfg: Any  # the run's RunConfig
+    arch: str
+    conditioned: bool  # the run's method trains a quality-conditioned student
+    quality: float | None  # --quality, else the run's top level when conditioned, else None
+
+
+def load_student(path: str | Path, config: str | None = None, quality: float | None = None) -> Student:
+    """The student of a qt-train checkpoint with the run config it carries (``config``: a config file
+    for checkpoints that carry none)."""
+    from qt_core.config import build
+    from qt_train.checkpoint import load_checkpoint, model_from_state
+    from qt_train.method import objectives
+    from qt_train.schema import RunConfig, load_run_config
+
+    state = load_checkpoint(path)
+    if "config" in state:
+        cfg = build(RunConfig, state["config"], source=f"{path} (config)")
+    elif config:
+        cfg = load_run_config(config)
+    else:
+        raise ValueError(f"{path} carries no config — pass --config configs/TASK.yaml")
+    model = model_from_state(state, str(path), arch=cfg.model.arch, arch_config=cfg.model.options)
+    conditioned = objectives.conditioned(cfg.train.method, cfg.method)
+    q = quality if quality is not None else (cfg.method.top_level if conditioned else None)
+    return Student(model, cfg, state.get("arch", cfg.model.arch), conditioned, q)
+
+
+def heldout_sets(cfg: Any, n: int, size: int,
+                 domains: tuple[str, ...] = ("synthetic", "realistic")) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{domain: (lq, gt)}``: held-out pairs synthesised from the run's config, from clean images
+    no training or fit used."""
+    from qt_train.data.streams import held_out_pairs
+    from qt_train.schema import degradation_params
+
+    params = degradation_params(cfg)
+    return {d: (h.lq, h.gt) for d in domains for h in [held_out_pairs(cfg, params, d, n=n, size=size)]}
 
 
 @torch.no_grad()
@@ -56,16 +105,18 @@ class LevelCurve:
 
 @torch.no_grad()
 def level_curve(model: torch.nn.Module, x: torch.Tensor, ensemble: Any, levels: list[float] | None = None) -> LevelCurve:
-    """Run the student at every quality level; a quality-graded student scores higher at higher levels."""
-    levels = levels if levels is not None else [float(k) for k in range(8)]
+    """Run the student at every quality level (default: all of the model's levels); a quality-graded
+    student scores higher at higher levels."""
+    levels = levels if levels is not None else [float(k) for k in range(model.quality_embed.levels)]
     scores = [float(ensemble.score(run_model(model, x, q), use_cache=False).combined.mean()) for q in levels]
     return LevelCurve(levels, scores, spearman(np.array(levels), np.array(scores)))
 
 
 @torch.no_grad()
-def extrapolation(model: torch.nn.Module, x: torch.Tensor, ensemble: Any, top: int = 7,
+def extrapolation(model: torch.nn.Module, x: torch.Tensor, ensemble: Any, top: int,
                   views: tuple[str, ...] = ("identity", "hflip", "vflip", "rot90")) -> dict[str, float]:
-    """Fraction of images where the student at the top level out-scores the best pseudo-label.
+    """Fraction of images where the student at the top level (the run's ``method.top_level``)
+    out-scores the best pseudo-label.
 
     The PLs are what the (EMA) teacher would produce now: the unconditioned model on each view.
     """

@@ -34,3 +34,19 @@ def test_listing_sorted_and_errors_say_what_to_do(tmp_path):
         list_files(tmp_path / "nope", IMAGE_EXTS)
     with pytest.raises(DataError, match="no images"):
         list_files(tmp_path, (".webp",), what="images")
+
+
+def test_field_defaults_are_the_dataclass_defaults():
+    """A CLI's flags default to its option dataclass: one source for each setting."""
+    from dataclasses import dataclass, field
+
+    from qt_core.cli import field_defaults
+
+    @dataclass(frozen=True)
+    class Opts:
+        path: str
+        n: int = 3
+        sizes: tuple[int, ...] = field(default_factory=lambda: (1, 2))
+
+    d = field_defaults(Opts)
+    assert (d.n, d.sizes) == (3, (1, 2)) and not hasattr(d, "path")

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from qt_core.metrics import psnr
 from qt_train.data.degrade import DOMAINS, SYNTHESIZERS, TASKS, default_params, degrade
 from qt_train.data.degrade.rain import RainParams
 from qt_train.data.preview import write_previews
@@ -40,11 +41,6 @@ def smooth_images(n: int = 4, h: int = 96, w: int = 128, seed: int = 0) -> np.nd
 @pytest.fixture(scope="module")
 def clean() -> np.ndarray:
     return smooth_images()
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    mse = ((a.astype(np.float64) - b) ** 2).mean(axis=(1, 2, 3))
-    return -10.0 * np.log10(np.maximum(mse, 1e-12))
 
 
 def flat(value: float, n: int = 2, size: int = 128) -> np.ndarray:

@@ -55,6 +55,29 @@ def test_defaults_per_target() -> None:
     assert set(FORMATS) == {"openvino", "onnx", "onnx_qdq"}
 
 
+def test_cli_defaults_are_the_option_dataclasses() -> None:
+    """qt-export's flags restate no default: parsed with none given, they give ``ExportOptions()``."""
+    from qt_export.cli import build_parser, options_from_args
+    from qt_export.export import ExportOptions
+
+    opts = options_from_args(build_parser().parse_args(["x.ckpt", "--target", "cpu"]))
+    assert opts == ExportOptions(checkpoint=Path("x.ckpt"), target="cpu")
+
+
+def test_quality_input_traces_at_the_artifacts_level() -> None:
+    """A quality input is traced at the artifact's default level, which no default restates."""
+    import torch
+
+    from qt_export.formats import ExportSettings
+    from qt_export.onnx_export import example_inputs
+
+    x = torch.zeros(1, 3, 8, 8)
+    assert len(example_inputs(x, ExportSettings())) == 1
+    assert float(example_inputs(x, ExportSettings(quality_input=True, quality=5.0))[1]) == 5.0
+    with pytest.raises(ValueError, match="default level"):
+        example_inputs(x, ExportSettings(quality_input=True))
+
+
 @pytest.mark.parametrize(
     ("req", "match"),
     [
@@ -83,9 +106,9 @@ def test_refused_combinations(req: Request, match: str) -> None:
     ],
 )
 def test_cli_refuses_before_work(args, tiny_ckpt: Path, tmp_path: Path, capsys, monkeypatch) -> None:
-    import qt_export.fold as fold
+    import qt_export.checkpoint_view as checkpoint_view
 
-    monkeypatch.setattr(fold, "load_model", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr(checkpoint_view, "load_model", lambda *a, **k: pytest.fail("work started"))
     out = tmp_path / "art"
     assert main([str(tiny_ckpt), *args, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -113,12 +136,12 @@ def test_onnx_fp32_matches_pytorch(tiny_ckpt: Path, tmp_path: Path) -> None:
     import onnxruntime as ort
     import torch
 
-    from qt_export.fold import QualityMode, export_view, load_model
+    from qt_export.checkpoint_view import QualityMode, export_view, load_model
     from qt_export.formats import ExportSettings
     from qt_export.onnx_export import export_onnx
 
     loaded = load_model(tiny_ckpt)
-    view = export_view(loaded, QualityMode("folded", 7))
+    view = export_view(loaded, QualityMode("folded", loaded.top_level))
     x = _frames()
     for dynamic in (False, True):
         path = export_onnx(view, tmp_path / f"m{int(dynamic)}.onnx", torch.from_numpy(x[:1]),
@@ -139,11 +162,12 @@ def test_openvino_fp32_matches_pytorch(tiny_ckpt: Path, tmp_path: Path) -> None:
     import openvino as ov
     import torch
 
-    from qt_export.fold import QualityMode, export_view, load_model
+    from qt_export.checkpoint_view import QualityMode, export_view, load_model
     from qt_export.formats import ExportSettings
     from qt_export.openvino_export import export_openvino_artifact
 
-    view = export_view(load_model(tiny_ckpt), QualityMode("folded", 7))
+    loaded = load_model(tiny_ckpt)
+    view = export_view(loaded, QualityMode("folded", loaded.top_level))
     x = _frames()
     files = export_openvino_artifact(view, tmp_path, torch.from_numpy(x[:1]), ExportSettings())
     assert files == ["model.xml", "model.bin"]
@@ -164,16 +188,16 @@ def _write_artifact(loaded, mode: str, fmt: str, folder: Path, x: np.ndarray) ->
     import torch
 
     from qt_export import artifact_writer as aw
-    from qt_export.fold import QualityMode, export_view
+    from qt_export.checkpoint_view import QualityMode, export_view
     from qt_export.formats import FORMATS, ExportSettings
 
     folder.mkdir()
-    settings = ExportSettings(quality_input=mode == "input")
-    view = export_view(loaded, QualityMode(mode, 7))
+    settings = ExportSettings(quality_input=mode == "input", quality=loaded.top_level)
+    view = export_view(loaded, QualityMode(mode, loaded.top_level))
     files = FORMATS[fmt].export_fn(view, folder, torch.from_numpy(x[:1]), settings)
     aw.finalize(folder, aw.build_manifest(
         arch=loaded.arch, task=loaded.task, fmt=fmt, target="cpu", files=files, precision="fp32",
-        quality=aw.quality_info(mode, 7, loaded.levels), size=tuple(x.shape[-2:]), multiple=8))
+        quality=aw.quality_info(mode, loaded.top_level, loaded.levels), size=tuple(x.shape[-2:]), multiple=8))
     return folder
 
 
@@ -182,7 +206,7 @@ def test_folded_equals_input_and_interpolates(fmt: str, tiny_ckpt: Path, tmp_pat
     import torch
 
     import qt_runtime
-    from qt_export.fold import load_model
+    from qt_export.checkpoint_view import load_model
 
     loaded = load_model(tiny_ckpt)
     x = _frames(1)
@@ -213,8 +237,8 @@ def test_export_openvino_fp32_cli(tiny_ckpt: Path, tmp_path: Path) -> None:
 
     out = tmp_path / "ov"
     assert main([str(tiny_ckpt), "--target", "cpu", "--size", "128x96", "--gate-frames", "2", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["compare.png", "manifest.json", "model.bin", "model.xml",
-                                                     "report.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["compare.png", "gate_frames.npz", "manifest.json", "model.bin",
+                                                     "model.xml", "report.json"]
     art = qt_runtime.load_artifact(out)  # verifies schema, sha256, names, shapes
     m = art.manifest
     assert (m.arch, m.task, m.format, m.precision, m.target) == ("edge_unet", "dehaze", "openvino", "fp32", "cpu")

@@ -141,3 +141,91 @@ def test_arbitrary_yaml_config_is_a_value_error(tmp_path_factory, text) -> None:
         load_run_config(path)
     except (ValueError, FileNotFoundError) as exc:
         assert str(exc)
+
+
+# Damage: (kind, seed). "flip" sets up to 16 random bytes, "trunc" cuts the file short, "zero"
+# blanks a 256-byte run — the ways a file breaks on a flaky SD card or a half-finished copy.
+damage = st.tuples(st.sampled_from(["flip", "trunc", "zero"]), st.integers(0, 2**32 - 1))
+
+
+def _damaged(data: bytes, kind: str, seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    out = bytearray(data)
+    if kind == "flip":
+        for _ in range(int(rng.integers(1, 17))):
+            out[int(rng.integers(len(out)))] = int(rng.integers(256))
+    elif kind == "trunc":
+        out = out[: int(rng.integers(len(out)))]
+    else:
+        at = int(rng.integers(len(out)))
+        out[at : at + 256] = bytes(len(out[at : at + 256]))
+    return bytes(out)
+
+
+@pytest.fixture(scope="module")
+def model_artifacts(tmp_path_factory):
+    from tests.runtime_models import make_onnx_artifact
+
+    root = tmp_path_factory.mktemp("models")
+    return {fmt: make_onnx_artifact(root / fmt, size=(32, 32), fmt=fmt) for fmt in ("onnx", "openvino")}
+
+
+@settings(max_examples=60, deadline=10_000, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(fmt=st.sampled_from(["onnx", "openvino"]), which=st.integers(0, 1), hurt=damage)
+def test_damaged_model_files_give_the_projects_error(tmp_path_factory, model_artifacts, fmt, which, hurt) -> None:
+    """A damaged ONNX / IR file whose hash was updated to match (so the parsers, not the hash
+    check, meet the bytes): the project's ArtifactError, or a model that loads and runs."""
+    import hashlib
+    import shutil
+
+    from qt_runtime.artifact import load_artifact
+    from qt_runtime.backends import open_backend
+
+    art = tmp_path_factory.mktemp("art") / fmt
+    shutil.copytree(model_artifacts[fmt], art)
+    manifest = json.loads((art / "manifest.json").read_text())
+    name = manifest["files"][which % len(manifest["files"])]
+    data = _damaged((art / name).read_bytes(), *hurt)
+    (art / name).write_bytes(data)
+    manifest["sha256"][name] = hashlib.sha256(data).hexdigest()
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    try:
+        backend = open_backend(load_artifact(art))
+    except ArtifactError as exc:
+        assert str(exc) and "\n" not in str(exc).strip()
+        return
+    y = backend.infer(np.zeros((1, 3, 32, 32), np.float32))
+    assert y.shape == (1, 3, 32, 32)
+
+
+@pytest.fixture(scope="module")
+def small_clip(tmp_path_factory) -> bytes:
+    import cv2
+
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        writer.write((rng.random((48, 64, 3)) * 255).astype(np.uint8))
+    writer.release()
+    return path.read_bytes()
+
+
+@settings(max_examples=120, deadline=5000, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(hurt=damage)
+def test_damaged_videos_give_frames_or_the_projects_error(tmp_path_factory, small_clip, hurt) -> None:
+    """A damaged mp4 as qt-run's file source: RGB frames of the clip's size, or SourceError."""
+    from qt_runtime.sources import SourceError, SourceOptions, open_source
+
+    path = tmp_path_factory.mktemp("vid") / "clip.mp4"
+    path.write_bytes(_damaged(small_clip, *hurt))
+    try:
+        with open_source(str(path), SourceOptions(max_corrupt_run=5)) as source:
+            frames = [f for _, f in zip(range(40), source.frames(), strict=False)]
+    except SourceError as exc:
+        assert str(exc)
+        return
+    assert len(frames) <= 20
+    assert all(f.image.shape == (48, 64, 3) and f.image.dtype == np.uint8 for f in frames)

@@ -114,9 +114,9 @@ def test_machine_description_classes():
     path = Path(__file__).resolve().parents[1] / "bench" / "machine.py"
     spec = importlib.util.spec_from_file_location("bench_machine", path)
     machine = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(machine)
+    spec.loader.exec_module(machine)  # the benchmarks' entry point, over qt_core/machine.py
     epyc = "model name\t: AMD EPYC 7B13\nflags\t\t: sse avx avx2 fma bmi2\n"
-    assert machine.cpu_info(epyc) == ("AMD EPYC 7B13", {"sse", "avx", "avx2", "fma", "bmi2"})
+    assert machine.read_cpu(epyc) == ("AMD EPYC 7B13", {"sse", "avx", "avx2", "fma", "bmi2"})
     assert "class AVX2 " in machine.describe_machine(epyc) and "ISA: avx2 fma" in machine.describe_machine(epyc)
     assert machine.cpu_class({"avx2", "avx512f", "avx512_vnni", "amx_int8"}) == "AMX"
     assert machine.cpu_class({"avx2", "avx512f", "avx512_vnni"}) == "AVX-512 VNNI"

@@ -4,8 +4,9 @@
                        [--video-stride N] [--max-frames N] [--size S] [--device DEV]
   qt-iqa fetch --to DIR [--ensemble CFG.yaml] [--base-url URL] [--force] [--dry-run]
 
---ensemble takes a YAML spec file, or `default` (offline NIQE + PIQE) / `reference` (the
-paper's MUSIQ + CLIP-IQA + BRISQUE mix, needs fetched weights). Scoring never downloads;
+--ensemble takes a YAML spec file, or a preset: `default` (offline NIQE + PIQE + the learned
+CNNIQA) / `reference` (the paper's MUSIQ + CLIP-IQA + BRISQUE mix, needs fetched weights) /
+`judge` (published NIQE + LIVE-trained BRISQUE). Scoring never downloads;
 after `qt-iqa fetch --to DIR`, set QT_IQA_WEIGHTS=DIR (or pass --weights DIR).
 """
 
@@ -42,6 +43,8 @@ def _positive(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .fetch import TIMEOUT_S
+
     parser = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     ens_help = "ensemble spec YAML, or a preset: default / reference / judge (default: default)"
@@ -66,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--to", required=True, type=Path, metavar="DIR", help="folder to put the files in")
     fetch.add_argument("--base-url", default=None, help="mirror: file URL = BASE_URL/<file name>")
     fetch.add_argument("--force", action="store_true", help="download again even if a verified file exists")
-    fetch.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up")
+    fetch.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds without data before giving up")
     fetch.add_argument("--no-hash-check", action="store_true", help="skip the SHA-256 checks named by the sources")
     fetch.add_argument("--dry-run", action="store_true", help="print what would be fetched, touch nothing")
     return parser

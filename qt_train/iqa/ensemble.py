@@ -149,7 +149,7 @@ def _run_member(metric: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class Ensemble(torch.nn.Module):
-    """The NR-IQA ensemble of a spec (default: the offline NIQE + PIQE mix)."""
+    """The NR-IQA ensemble of a spec (default: the offline NIQE + PIQE + CNNIQA preset)."""
 
     def __init__(
         self,

@@ -48,6 +48,8 @@ HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[^.]+$")
 FULL_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 CHUNK = 1 << 20
 USER_AGENT = "qualiteacher-edge-fetch"
+#: Seconds without data before a download gives up (``qt-iqa fetch --timeout``).
+TIMEOUT_S = 60.0
 
 
 class FetchError(OSError):
@@ -311,7 +313,7 @@ def _tqdm_bar(name: str, quiet: bool) -> Callable[[int | None], Any]:
     return make
 
 
-def download(src: WeightsSource, dest: Path, timeout: float = 60.0, quiet: bool = False) -> None:
+def download(src: WeightsSource, dest: Path, timeout: float = TIMEOUT_S, quiet: bool = False) -> None:
     """Download ``src.url`` to ``dest`` atomically and verified; FetchError on any failure."""
     import http.client
     import urllib.error
@@ -359,7 +361,7 @@ def _present_ok(src: WeightsSource, dest: Path) -> bool:
     return check_digest(src, sha256_file(dest), dest.stat().st_size) is None
 
 
-def fetch_one(src: WeightsSource, to: Path, force: bool = False, timeout: float = 60.0,
+def fetch_one(src: WeightsSource, to: Path, force: bool = False, timeout: float = TIMEOUT_S,
               quiet: bool = False) -> FetchResult:
     """Fetch one file into ``to``; failures come back as a 'failed' result, never half a file."""
     dest = to / src.file
@@ -376,7 +378,7 @@ def fetch_one(src: WeightsSource, to: Path, force: bool = False, timeout: float 
 
 
 def fetch(sources: Iterable[WeightsSource], to: str | os.PathLike, force: bool = False,
-          timeout: float = 60.0, quiet: bool = False) -> list[FetchResult]:
+          timeout: float = TIMEOUT_S, quiet: bool = False) -> list[FetchResult]:
     """Fetch every source into ``to`` (keeps going after a failure, so one run reports all)."""
     folder = Path(to).expanduser()
     folder.mkdir(parents=True, exist_ok=True)

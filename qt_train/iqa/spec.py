@@ -1,7 +1,7 @@
 """The IQA ensemble as data: which pyiqa metrics, how much each counts, how scores become levels.
 
-Why data: adding a member (e.g. the learned CNNIQA coming from calibration) is one more
-``Member`` entry in a YAML file, not code. The dataclasses hold only plain types (str, float,
+Why data: adding a member is one more ``Member`` entry in a preset YAML file
+(``qt_train/iqa/presets/``), not code. The dataclasses hold only plain types (str, float,
 int, bool, tuples, None) so a generic strict config loader can build them.
 
 No torch or pyiqa import here: a spec can be built, validated and written without them.

@@ -5,10 +5,10 @@ Public API: ``BACKBONES``, ``build_backbone``, ``backbone_config_class``, the co
 ``FoldedQuality`` / ``QualityInput``. See :mod:`.conditioning` for the quality contract.
 """
 
-from .compat import CheckpointMismatchError, arch_of, load_state_dict_checked
 from .conditioning import Quality, QualityConditioned, QualityEmbedding
 from .edge_guided import HEADS, EdgeGuided, EdgeGuidedConfig
 from .edge_unet import EdgeUNet, EdgeUNetConfig
+from .loading import CheckpointMismatchError, arch_of, load_state_dict_checked
 from .nafnet import NAFNet, NAFNetConfig
 from .registry import BACKBONES, DEFAULT_BACKBONE, BackboneEntry, backbone_config_class, build_backbone
 from .views import FoldedQuality, QualityInput

@@ -1,6 +1,6 @@
 """Export views of a backbone: the two ways the quality condition can reach an exported graph.
 
-- :class:`FoldedQuality`: a fixed level (usually 7, the inference level) folded into a constant
+- :class:`FoldedQuality`: a fixed level (usually the run's top level, the inference level) folded into a constant
   bias buffer; the graph's only input is the image. This is what INT8 deployment uses.
 - :class:`QualityInput`: the level is a second float input of shape (1,) or (N,), interpolated
   in-graph (Floor/Gather/Mul/Add), for a runtime quality knob.
@@ -18,7 +18,7 @@ from .conditioning import QualityConditioned
 class FoldedQuality(nn.Module):
     """``forward(x)`` = ``backbone(x, quality=level)``, with the level's bias stored as a buffer."""
 
-    def __init__(self, backbone: QualityConditioned, level: int | float = 7) -> None:
+    def __init__(self, backbone: QualityConditioned, level: int | float) -> None:
         super().__init__()
         self.backbone = backbone
         self.level = level

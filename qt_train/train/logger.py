@@ -55,10 +55,10 @@ class RunLogger:
 
     @torch.no_grad()
     def evaluate(self, it: int, model: torch.nn.Module, heldout: Any, quality: int | None) -> dict[str, float]:
+        from qt_train.evaluate import run_model
         from qt_train.metrics import psnr, ssim
 
-        model.eval()
-        outs = torch.cat([model(heldout.lq[i : i + 8], quality=quality) for i in range(0, len(heldout.lq), 8)])
+        outs = run_model(model, heldout.lq, quality)
         result = {
             f"eval/{heldout.domain}_psnr": float(psnr(outs, heldout.gt).mean()),
             f"eval/{heldout.domain}_ssim": float(ssim(outs, heldout.gt).mean()),
