@@ -93,11 +93,12 @@ def iteration_time(run_dir: Path) -> float:
 def evaluate(ckpt: Path, out: Path, real_dir: Path | None) -> dict:
     """qt-eval's evaluation of one checkpoint (held-out pairs, real photos, reward and judge)."""
     from qt_train.eval_cli import evaluate_checkpoint
+    from qt_train.evaluate import EVAL_LIMIT, EVAL_SIZE
 
     if (out / "results.json").exists() and (out / "results.json").stat().st_mtime >= ckpt.stat().st_mtime:
         return json.loads((out / "results.json").read_text())
     real = [real_dir] if real_dir is not None and real_dir.is_dir() else []
-    return evaluate_checkpoint(ckpt, out, None, real, None, 256, 32, force=True)
+    return evaluate_checkpoint(ckpt, out, None, real, None, EVAL_SIZE, EVAL_LIMIT, force=True)
 
 
 ROW = "claim_row.json"  # one finished row, beside its run: parallel invocations never overwrite each other

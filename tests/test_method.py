@@ -283,13 +283,13 @@ def test_cropped_consistency() -> None:
 
 
 def test_level_pair() -> None:
-    draws = [level_pair(gen(s)) for s in range(60)]
+    draws = [level_pair(gen(s), (4, 5, 6), 7) for s in range(60)]
     assert all(top == 7 for top, _ in draws)
     assert {k for _, k in draws} == {4, 5, 6}
-    assert level_pair(gen(5)) == level_pair(gen(5))
+    assert level_pair(gen(5), (4, 5, 6), 7) == level_pair(gen(5), (4, 5, 6), 7)
     assert level_pair(gen(0), choices=(2,), top=3) == (3, 2)
     with pytest.raises(ValueError):
-        level_pair(gen(0), choices=(7,))
+        level_pair(gen(0), choices=(7,), top=7)
 
 
 def test_quantile_levels_populate_every_level_and_survive_the_bank() -> None:

@@ -124,9 +124,7 @@ def cropped_consistency(
     return F.l1_loss(r1, r2)
 
 
-def level_pair(
-    generator: torch.Generator, choices: Sequence[int] = (4, 5, 6), top: int = 7
-) -> tuple[int, int]:
+def level_pair(generator: torch.Generator, choices: Sequence[int], top: int) -> tuple[int, int]:
     """(top, k): the preferred level and a lower level k drawn uniformly from ``choices``."""
     if not choices:
         raise ValueError("choices is empty")
