@@ -115,7 +115,18 @@ def gather(out: Path) -> dict:
     return results
 
 
-def _row(task: str, name: str, r: dict, time_s: float) -> str:
+def _gains(r: dict, control: dict | None) -> str:
+    """Reward, judge and PSNR gains over the control on held-out pairs: a reward gain that the judge
+    and ground truth do not share is reward hacking."""
+    if control is None or r is control:
+        return "| | |"
+    h, c = r["paired"]["realistic"], control["paired"]["realistic"]
+    d_reward = h["output_scores"]["reward"] - c["output_scores"]["reward"]
+    d_judge = h["output_scores"]["judge"] - c["output_scores"]["judge"]
+    return f"| {d_reward:+.3f} / {d_judge:+.3f} | {h['psnr'] - c['psnr']:+.2f} |"
+
+
+def _row(task: str, name: str, r: dict, time_s: float, control: dict | None) -> str:
     h = r["paired"]["realistic"]
     real = r.get("real") or {}
     judge_real = f"{real['output_scores']['judge']:.3f} ({real['input_scores']['judge']:.3f})" if real else "–"
@@ -124,7 +135,7 @@ def _row(task: str, name: str, r: dict, time_s: float) -> str:
     top = f"{100 * beats['fraction_top_beats_best_pl']:.0f}%" if beats else ""
     return (f"| {task} | {name} | {h['psnr']:.2f} | {h['ssim']:.3f} | {h['psnr_y']:.2f} | {h['ssim_y']:.3f} | "
             f"{h['output_scores']['judge']:.3f} | {h['output_scores']['reward']:.3f} | {judge_real} | "
-            f"{rho} | {top} | {time_s:.2f} |")
+            f"{rho} | {top} {_gains(r, control)} {time_s:.2f} |")
 
 
 def table(results: dict, args: argparse.Namespace) -> str:
@@ -139,15 +150,16 @@ def table(results: dict, args: argparse.Namespace) -> str:
         "real photos (else held-out inputs), by the judge.",
         "",
         "| task | method | PSNR | SSIM | PSNR-Y | SSIM-Y | judge held-out | reward held-out | judge real (input) "
-        "| per-level ρ (judge) | top beats best PL (judge) | s/it |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| per-level ρ (judge) | top beats best PL (judge) | Δ reward / Δ judge vs control | Δ PSNR vs control "
+        "| s/it |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task, per in results.items():
         inp = next(iter(per.values()))["paired"]["realistic"]
         lines.append(f"| {task} | input | {inp['input_psnr']:.2f} | {inp['input_ssim']:.3f} | "
                      f"{inp['input_psnr_y']:.2f} | {inp['input_ssim_y']:.3f} | {inp['input_scores']['judge']:.3f} | "
-                     f"{inp['input_scores']['reward']:.3f} | | | | |")
-        lines += [_row(task, name, r, r["time_s"]) for name, r in per.items()]
+                     f"{inp['input_scores']['reward']:.3f} | | | | | | |")
+        lines += [_row(task, name, r, r["time_s"], per.get("supervised")) for name, r in per.items()]
     return "\n".join(lines)
 
 
