@@ -38,7 +38,12 @@ def _body(argv: Sequence[str] | None) -> int:
     parser.add_argument("--n", type=int, default=8, help="pairs per task and domain")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config", type=Path, default=None, help="training config (default: configs/dehaze.yaml)")
+    parser.add_argument("--verbose", action="store_true", help="show the libraries' INFO logs")
     args = parser.parse_args(argv)
+    from qt_core.quiet import quiet_libraries
+
+    quiet_libraries(args.verbose)
+    bars = sys.stderr.isatty()  # progress bars in a terminal only
 
     start = time.perf_counter()
     out: Path = args.out
@@ -64,7 +69,7 @@ def _body(argv: Sequence[str] | None) -> int:
     shutil.rmtree(run_dir, ignore_errors=True)  # the demo owns this folder; every demo starts afresh
     cfg = load_run_config(Path(__file__).resolve().parents[1] / "configs" / "dehaze.yaml" if args.config is None
                           else args.config, DEMO_TRAINING)
-    ckpt = train(cfg, run_dir, argv=[PROG, *(argv or sys.argv[1:])], progress=False)
+    ckpt = train(cfg, run_dir, argv=[PROG, *(argv or sys.argv[1:])], progress=bars)
     print(f"[3/6] trained a dehazing student ({cfg.train.base_iterations} base + {cfg.train.iterations} "
           f"QualiTeacher iterations): {ckpt}")
     results = evaluate_checkpoint(ckpt, out / "eval" / "dehaze-qualiteacher", None, [], None, 128, 16, force=True)
@@ -86,12 +91,16 @@ def _body(argv: Sequence[str] | None) -> int:
     print(f"[5/6] INT8 OpenVINO artifact, gated against FP32: {artifact} (manifest.json, report.json, compare.png)")
     clip = _hazy_clip(out / "clip" / "hazy.mp4", args.seed)
     restored = out / "restored.mp4"
-    code = run_main_cli([str(artifact), "--source", str(clip), "--sink", str(restored), "--force", "--no-progress",
-                         "--summary", str(out / "run_summary.json")])
+    code = run_main_cli([str(artifact), "--source", str(clip), "--sink", str(restored), "--force",
+                         *([] if bars else ["--no-progress"]), "--summary", str(out / "run_summary.json")])
     if code:
         raise ValueError(f"qt-run failed (exit {code}); see the message above")
     print(f"[6/6] qt-run restored {clip} -> {restored} (stats: {out / 'run_summary.json'})")
+    from qt_apps.report import build_report
+
+    report = build_report(out)
     print(f"done in {time.perf_counter() - start:.1f} s. Results: {out.resolve()}")
+    print(f"report: {report.resolve()}")
     print("not built yet, so not in this demo: " + "; ".join(NOT_YET))
     return 0
 

@@ -4,6 +4,7 @@
   qt-export runs/dehaze/last.ckpt --target cpu --int8 --calib clip.mp4 [--qat]
   qt-export runs/dehaze/last.ckpt --target jetson --int8 --calib clip.mp4   # Q/DQ ONNX for TensorRT
   qt-export runs/dehaze/last.ckpt --target desktop-gpu --quality-input --dynamic
+  qt-export zoo:dehaze --target jetson --int8 --calib clip.mp4 --out dehaze-jetson  # a model of the zoo
 
 Defaults per target: cpu -> OpenVINO IR; jetson/desktop-gpu -> TensorRT-ready ONNX (onnx_qdq with
 --int8; FP16 is decided when the engine is built on the device). The export fails (exit 2,
@@ -52,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     # The defaults live in the option dataclasses (ExportOptions, QATOptions, GateBounds).
     dflt, qat, gate = field_defaults(ExportOptions), QATOptions(), GateBounds()
     p = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", type=Path, help="a .ckpt written by qt-train (EMA weights are exported)")
+    p.add_argument("checkpoint", type=Path, help="a .ckpt written by qt-train (EMA weights are exported), or a zoo "
+                                                 "model: zoo:TASK")
     p.add_argument("--target", choices=TARGETS, required=True)
     p.add_argument("--format", choices=CLI_FORMATS, help="default: openvino for cpu, TensorRT-ready ONNX for GPUs")
     p.add_argument("--int8", action="store_true", help="NNCF post-training INT8 (needs --calib)")
@@ -89,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=dflt.seed)
     p.add_argument("--out", type=Path, help="artifact folder (default: next to the checkpoint)")
     p.add_argument("--force", action="store_true", help="replace an existing --out (only once the new one passed)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true", help="show the libraries' INFO logs (NNCF, OpenVINO)")
     return p
 
 
@@ -110,15 +114,89 @@ def options_from_args(args: argparse.Namespace):
     )
 
 
+class Steps:
+    """A bar over the export's steps on stderr (a terminal only): each step message advances it and
+    is printed above it; the elapsed time keeps counting through long steps (PTQ, QAT, the gate)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        import threading
+
+        self._bar = None
+        self._stop = threading.Event()
+        if not enabled:
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return
+        self._bar = tqdm(total=total, desc=f"{PROG}: loading the checkpoint", file=sys.stderr, disable=None,
+                         bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} steps [{elapsed}]", leave=False)
+        if self._bar.disable:
+            self._bar = None
+            return
+        threading.Thread(target=self._tick, daemon=True).start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            bar = self._bar
+            if bar is not None:
+                bar.refresh()
+
+    def log(self, msg: str) -> None:
+        line = f"{PROG}: {msg}"
+        if self._bar is None:
+            print(line, file=sys.stderr)
+            return
+        self._bar.write(line, file=sys.stderr)
+        self._bar.update(1)
+        self._bar.set_description_str(f"{PROG}: {_next_step(msg)}")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _next_step(msg: str) -> str:
+    """What the export does after the step ``msg`` reported (run_export's order)."""
+    if msg.startswith("calibration"):
+        return "INT8 post-training quantisation"
+    if msg.startswith("INT8 PTQ") or msg.startswith("QAT"):
+        return "writing and gating the candidate"
+    if msg.startswith("gate"):
+        return "next candidate / writing the artifact"
+    return "finishing"
+
+
+def _expected_steps(opts) -> int:
+    """Step messages run_export logs: calibration, PTQ, (QAT), a gate per candidate, the final write."""
+    if not opts.int8:
+        return 2
+    return 4 + (2 if opts.qat else 0)
+
+
 def _body(argv: Sequence[str] | None) -> int:
+    from qt_core.quiet import quiet_libraries
+    from qt_core.zoo import is_zoo_name, resolve_checkpoint
+
     from .export import run_export
 
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    quiet_libraries(args.verbose)
+    if is_zoo_name(str(args.checkpoint)):
+        if args.out is None:  # the default is next to the checkpoint: inside the installed zoo
+            raise ValueError(f"{args.checkpoint}: pass --out DIR (the zoo's own folder is not written to)")
+        args.checkpoint = resolve_checkpoint(str(args.checkpoint))
     opts = options_from_args(args)
     # NNCF compiles its torch extension on first use and gives up after 60 s; on a busy 2-core
     # machine the build takes longer (seen: the export test timed out while training ran).
     os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
-    run_export(opts, log=lambda msg: print(f"{PROG}: {msg}", file=sys.stderr))
+    steps = Steps(_expected_steps(opts), enabled=not args.no_progress)
+    try:
+        run_export(opts, log=steps.log)
+    finally:
+        steps.close()
     return 0
 
 

@@ -2,7 +2,8 @@
 
   qt-run ARTIFACT --source SRC --sink SINK [--backend openvino|onnxruntime|tensorrt] [--device CPU]
          [--hint auto|LATENCY|THROUGHPUT] [--precision f32|bf16|f16] [--quality L] [--temporal]
-         [--policy tile|resize|letterbox] [--max-frames N] [--summary PATH]
+         [--policy tile|resize|letterbox] [--max-frames N] [--summary PATH] [--json] [--verbose]
+  qt-run zoo:dehaze --source clip.mp4 --sink out.mp4   (a model of the zoo: zoo:TASK, zoo:TASK/int8, zoo:TASK/fp32)
   qt-run build-engine ARTIFACT [...]      (TensorRT engine, built on the device that runs it)
   qt-run verify ARTIFACT [--backend B] [--device D] [--json]
                                           (re-run the export gate's frames here: exit 0 if they hold its bounds)
@@ -33,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     from qt_runtime.backends import BACKENDS
 
     p = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("artifact", type=Path, help="artifact folder written by qt-export")
+    p.add_argument("artifact", help="artifact folder written by qt-export, or a zoo model: zoo:TASK[/int8|/fp32]")
     p.add_argument("--source", required=True, help="camera index, URL, GStreamer string, video file or folder")
     p.add_argument("--sink", default="null", help="video file, folder, window, udp://..., mjpeg://..., null")
     p.add_argument("--backend", choices=tuple(BACKENDS), default=None,
@@ -57,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", action="store_true", help="rewind file sources at their end")
     p.add_argument("--fps", type=float, default=None, help="output frame rate (default: the source's, else 25)")
     p.add_argument("--summary", type=Path, default=None, help="write the JSON run summary here")
+    p.add_argument("--json", action="store_true", help="print the JSON run summary on stdout (the human one goes "
+                                                        "to stderr)")
+    p.add_argument("--verbose", action="store_true", help="show the libraries' INFO logs")
     p.add_argument("--allow-ungated", action="store_true",
                    help="run an artifact whose export gate failed or is missing (refused otherwise)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -139,7 +143,9 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("--max-frames must be >= 1")
     if args.summary is not None:
         _check_writable(args.summary, "--summary")
-    artifact = load_artifact(args.artifact)
+    from qt_core.zoo import resolve_path
+
+    artifact = load_artifact(resolve_path(args.artifact, "artifact"))
     _check_gate(artifact, args.allow_ungated)
     temporal = TemporalOptions(alpha_static=args.temporal_alpha) if args.temporal else None
     opts = PipelineOptions(policy=args.policy, tile_overlap=args.tile_overlap, quality=args.quality,
@@ -168,7 +174,9 @@ def _run(args: argparse.Namespace) -> int:
         source.close()
         if backend is not None:
             backend.close()
-    print(json.dumps(result.summary, sort_keys=True))
+    if args.json:
+        print(json.dumps(result.summary, sort_keys=True))
+    print(human_summary(result.summary), file=sys.stderr if args.json else sys.stdout)
     if "truncated" in result.summary:
         t = result.summary["truncated"]
         print(f"{PROG}: warning: {args.source} ended after {t['read']} of the {t['expected']} frames its header "
@@ -181,6 +189,29 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def human_summary(summary: dict) -> str:
+    """The run in one short line: frames, FPS, inference latency p50/p99, dropped and corrupt frames."""
+    infer = (summary.get("latency") or {}).get("infer") or {}
+    latency = (f"inference latency p50 {infer['p50_ms']:.1f} ms, p99 {infer['p99_ms']:.1f} ms"
+               if infer.get("count") else "no frame reached the model")
+    extra = ""
+    if summary.get("reconnects"):
+        extra += f", {summary['reconnects']} reconnects"
+    ratio = (summary.get("flicker") or {}).get("output_over_input")
+    if ratio is not None:
+        extra += f", static-region flicker x{ratio:.2f} of the input's"
+    return (f"{PROG}: {summary.get('frames_out', 0)} frames in {summary.get('elapsed_s', 0.0):.1f} s, "
+            f"{summary.get('fps_mean', 0.0):.1f} FPS; {latency}; dropped {summary.get('dropped_frames', 0)}, "
+            f"corrupt {summary.get('corrupt_frames_skipped', 0)}{extra}")
+
+
+def _resolve_zoo_argument(argv: list[str]) -> list[str]:
+    """``verify`` / ``build-engine``: their ARTIFACT may be a zoo name too (the first positional)."""
+    from qt_core.zoo import is_zoo_name, resolve_artifact
+
+    return [str(resolve_artifact(a)) if is_zoo_name(a) else a for a in argv]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 the run failed, 2 bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -190,14 +221,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from qt_runtime.sources import limit_decoded_pixels
 
     limit_decoded_pixels()  # before the first decode: OpenCV reads the limit once
-    if argv and argv[0] == "build-engine":
-        from qt_runtime.engine_build import build_engine_cli
+    from qt_core.quiet import quiet_libraries
 
-        return build_engine_cli(argv[1:])
-    if argv and argv[0] == "verify":
+    quiet_libraries(verbose="--verbose" in argv)
+    if argv and argv[0] in ("build-engine", "verify"):
+        sub = argv[0]
+        try:
+            rest = _resolve_zoo_argument([a for a in argv[1:] if a != "--verbose"])
+        except ValueError as exc:  # qt_core.zoo.ZooError: one line, like every bad input
+            print(f"{PROG} {sub}: error: {exc}", file=sys.stderr)
+            return 2
+        if sub == "build-engine":
+            from qt_runtime.engine_build import build_engine_cli
+
+            return build_engine_cli(rest)
         from qt_runtime.verify import verify_cli
 
-        return verify_cli(argv[1:])
+        return verify_cli(rest)
     from qt_core.cli import run_main
     from qt_runtime.backends.base import BackendUnavailableError
     from qt_runtime.sinks import SinkError

@@ -29,7 +29,7 @@ from qt_runtime.backends.base import Backend
 from qt_runtime.colour import from_model_range, to_model_range
 from qt_runtime.sinks import Sink
 from qt_runtime.sources import Frame, Source, SourceError
-from qt_runtime.stats import Progress, RunStats
+from qt_runtime.stats import END_TO_END, Progress, RunStats
 from qt_runtime.temporal import FlickerMeter, TemporalFilter, TemporalOptions
 from qt_runtime.tiling import Placement, fit_to_input, restore_from_input, tile_infer
 
@@ -163,6 +163,7 @@ class _Work:
     output: np.ndarray | None = None  # uint8 NHWC from the backend (float HWC for a tiled frame)
     restored: np.ndarray | None = None  # RGB uint8, original size
     t_infer: float = 0.0
+    t_captured: float = 0.0  # perf_counter when capture handed it on (end-to-end latency)
 
 
 @dataclass
@@ -278,6 +279,9 @@ class Pipeline:
         summary["end"] = self._reason
         summary["source"] = {"spec": self.source.spec, "kind": self.source.kind, "live": live}
         summary["backend"] = _describe(self.backend)
+        refitted = getattr(self.sink, "refitted", 0)
+        if refitted:  # frames of a new size letterboxed into the size the output opened with
+            summary["resolution_changes"]["sink_refitted_frames"] = refitted
         summary["policy"] = self.opts.policy
         summary["quality"] = self.quality.value if self.spec.quality_mode == "input" else None
         summary["temporal"] = self._temporal is not None
@@ -314,6 +318,8 @@ class Pipeline:
         self.stats.reconnects = health.reconnects
         for gap in health.take_gaps():
             self.stats.add_gap(gap)
+        for change in health.take_size_changes():
+            self.stats.add_size_change(change)
 
     # -- stages ------------------------------------------------------------------------------------
     def _capture(self, out: LatestSlot | BlockingSlot) -> None:
@@ -332,7 +338,8 @@ class Pipeline:
                 self.stats.latency["capture"].add(time.perf_counter() - t0)
                 self.stats.frames_in += 1
                 self._drain_health()
-                out.put(_Work(frame.index, frame.timestamp, frame.image), self._abort)
+                out.put(_Work(frame.index, frame.timestamp, frame.image, t_captured=time.perf_counter()),
+                        self._abort)
                 n += 1
                 if self.opts.max_frames is not None and n >= self.opts.max_frames and not self.source.live:
                     self._reason = "max_frames"
@@ -430,6 +437,7 @@ class Pipeline:
                 continue  # live source past --max-frames: drain what is in flight, write nothing
             with self.stats.timed("sink"):
                 self.sink.write(work.image, work.restored, work.index)
+            self.stats.latency[END_TO_END].add(time.perf_counter() - work.t_captured)
             self.stats.frame_done()
             progress.update(self.stats)
             written += 1

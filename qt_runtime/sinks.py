@@ -9,7 +9,14 @@ Video files: H.264 through an ``ffmpeg`` subprocess when an ffmpeg binary with l
 else ``cv2.VideoWriter`` (mp4v for .mp4/.mov/.mkv, MJPG for .avi). Why prefer ffmpeg: pip builds of
 OpenCV ship without an H.264 encoder (licensing), and mp4v files are several times larger at the same
 quality and do not play in browsers. The child runs in its own session so a terminal Ctrl-C reaches
-only us and we, not the signal, decide when its input ends and the MP4 trailer is written.
+only us and we, not the signal, decide when its input ends and the MP4 trailer is written. MP4s are
+fragmented (a fragment per second), so a file cut short by a full disk, a SIGKILL or a power loss
+still plays up to its last whole fragment; and before each frame the sinks that write files check
+the free space and stop cleanly (one-line error, the file finished and playable) when it runs low.
+
+Files and streams hold one frame size. A source whose size changes mid-run (a camera mode switch, a
+stream restarted at another size) is re-fitted explicitly: its frames are letterboxed into the size
+the output opened with (aspect kept, black bars, never stretched) and counted in ``refitted``.
 """
 
 from __future__ import annotations
@@ -44,7 +51,8 @@ class SinkOptions:
     quality (lower is better, 18 is visually lossless). ``jpeg_quality``: MJPEG stream quality.
     ``codec``: force ``"ffmpeg"`` or ``"opencv"`` for video files (default: ffmpeg when available).
     ``on_key``: called with each key pressed in the window (quality knob, quit). ``force``:
-    replace an existing output video (refused otherwise)."""
+    replace an existing output video (refused otherwise). ``min_free_bytes``: file sinks stop
+    (SinkError) when less than this plus two raw frames is free on the output's filesystem."""
 
     fps: float = 25.0
     crf: int = 20
@@ -54,6 +62,7 @@ class SinkOptions:
     image_ext: str = ".png"
     on_key: Callable[[int], None] | None = None
     force: bool = False
+    min_free_bytes: int = 4 * 2**20
 
 
 class Sink(Protocol):
@@ -70,6 +79,34 @@ def ffmpeg_binary() -> str | None:
 
 def _bgr(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
+def letterbox(rgb: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """``rgb`` scaled to fit inside ``hw`` with its aspect kept, centred on black."""
+    h, w = hw
+    fh, fw = rgb.shape[:2]
+    scale = min(h / fh, w / fw)
+    nh, nw = max(1, min(h, round(fh * scale))), max(1, min(w, round(fw * scale)))
+    out = np.zeros((h, w, 3), np.uint8)
+    y, x = (h - nh) // 2, (w - nw) // 2
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    out[y:y + nh, x:x + nw] = cv2.resize(rgb, (nw, nh), interpolation=interp)
+    return out
+
+
+def check_free_space(path: Path, frame_bytes: int, min_free: int, what: str) -> None:
+    """SinkError when the filesystem holding ``path`` has less than ``min_free`` + two frames free:
+    stopping before the disk is full leaves room to finish the file (trailer, index) so it plays."""
+    if min_free <= 0:
+        return
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return
+    free = st.f_bavail * st.f_frsize
+    if free < min_free + 2 * frame_bytes:
+        raise SinkError(f"{what}: disk nearly full ({free / 2**20:.1f} MB free on the filesystem of {path}); "
+                        "stopped writing and finished the file so it plays; free space or choose another --sink")
 
 
 class NullSink:
@@ -149,14 +186,22 @@ class VideoFileSink:
         self.codec = codec
         self._pipe: FfmpegPipe | None = None
         self._writer: cv2.VideoWriter | None = None
+        self.hw: tuple[int, int] | None = None  # the size the file opened with
         self.frames = 0
+        self.refitted = 0
 
     def _open(self, w: int, h: int) -> None:
+        self.hw = (h, w)
         if self.codec == "ffmpeg":
             # yuv420p needs even sizes; pad by one pixel rather than fail on odd camera modes.
+            # MP4/MOV: fragmented, a keyframe and a fragment every second, so a file cut short (full
+            # disk, SIGKILL, power loss) plays up to its last whole fragment; MKV is robust as it is.
+            gop = str(max(1, round(self.opts.fps)))
+            mux = (["-movflags", "+frag_keyframe+empty_moov+default_base_moof"]
+                   if self.path.suffix.lower() in (".mp4", ".mov", ".m4v") else [])
+            mux += ["-flush_packets", "1"]  # each packet reaches the file at once, not in 32 KB blocks
             args = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "veryfast",
-                    "-crf", str(self.opts.crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart",
-                    str(self.partial)]
+                    "-crf", str(self.opts.crf), "-pix_fmt", "yuv420p", "-g", gop, *mux, str(self.partial)]
             self._pipe = FfmpegPipe(args, (w, h), self.opts.fps, f"video sink {self.path}")
         else:
             fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
@@ -166,6 +211,10 @@ class VideoFileSink:
             self._writer = writer
 
     def write(self, original: np.ndarray, restored: np.ndarray, index: int) -> None:
+        if self.hw is not None and restored.shape[:2] != self.hw:
+            restored = letterbox(restored, self.hw)
+            self.refitted += 1
+        check_free_space(self.partial.parent, restored.nbytes, self.opts.min_free_bytes, f"video sink {self.path}")
         if self._pipe is None and self._writer is None:
             self._open(restored.shape[1], restored.shape[0])
         if self._pipe is not None:
@@ -181,6 +230,14 @@ class VideoFileSink:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+            # cv2.VideoWriter reports no write errors: frames "written" to a full disk left a 0-byte file
+            if self.frames and (not self.partial.exists() or self.partial.stat().st_size == 0):
+                with contextlib.suppress(OSError):
+                    self.partial.unlink()
+                raise SinkError(f"video sink {self.path}: cv2.VideoWriter wrote nothing for {self.frames} frames "
+                                "(disk full or unwritable?)")
+        if self.partial.exists() and self.frames == 0:  # a writer that failed on its first frame
+            self.partial.unlink()
         if self.partial.exists():
             os.replace(self.partial, self.path)  # the finished, playable file appears at once
 
@@ -194,10 +251,12 @@ class ImageFolderSink:
         self.folder = Path(spec.rstrip("/") or "/")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.ext = opts.image_ext
+        self.min_free = opts.min_free_bytes
         self.frames = 0
 
     def write(self, original: np.ndarray, restored: np.ndarray, index: int) -> None:
         path = self.folder / f"{index:08d}{self.ext}"
+        check_free_space(self.folder, restored.nbytes, self.min_free, f"folder sink {self.folder}")
         if not cv2.imwrite(str(path), _bgr(restored)):
             raise SinkError(f"cannot write {path}")
         self.frames += 1
@@ -256,11 +315,16 @@ class StreamSink:
         if ffmpeg_binary() is None:
             raise SinkError(f"network sink {spec!r} needs the ffmpeg binary on PATH")
         self._pipe: FfmpegPipe | None = None
+        self.hw: tuple[int, int] | None = None
         self.frames = 0
+        self.refitted = 0
 
     def write(self, original: np.ndarray, restored: np.ndarray, index: int) -> None:
+        if self._pipe is not None and restored.shape[:2] != self.hw:
+            restored = letterbox(restored, self.hw)  # raw frames of another size would be misread
+            self.refitted += 1
         if self._pipe is None:
-            h, w = restored.shape[:2]
+            h, w = self.hw = restored.shape[:2]
             enc = (["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
                     "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-g", str(max(1, round(self.opts.fps)))]
                    if _has_x264() else ["-c:v", "mpeg2video", "-q:v", "4"])

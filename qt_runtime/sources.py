@@ -17,11 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-import cv2
-import numpy as np
+#: The largest frame the runtime decodes (8K is 33 MP): a 766-byte PNG can declare 20000x20000 px
+#: and took seconds and gigabytes before failing. This OpenCV reads ``OPENCV_IO_MAX_IMAGE_PIXELS``
+#: once, when the library loads (checked: set after ``import cv2`` it has no effect), so it is set
+#: here, before this module imports cv2; a decoded frame over the limit is refused as well.
+MAX_FRAME_PIXELS = 64 * 2**20
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_FRAME_PIXELS))
 
-from qt_core.media import IMAGE_EXTS
-from qt_runtime.stats import Gap
+import cv2  # noqa: E402 (after the pixel limit)
+import numpy as np  # noqa: E402
+
+from qt_core.media import IMAGE_EXTS  # noqa: E402
+from qt_runtime.stats import Gap, SizeChange  # noqa: E402
 
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "rtp", "srt")
 
@@ -47,6 +54,8 @@ class SourceOptions:
     ``backoff_initial_s`` up to ``backoff_max_s``. ``read_timeout_s`` turns a stalled network stream
     into a read failure (FFMPEG backend) so it can be retried instead of hanging forever.
     ``max_corrupt_run``: this many undecodable frames in a row end a file (it is damaged beyond use).
+    ``max_fast_failures``: live reads that fail at once (damaged packets) retried on the same
+    connection before it is reopened.
     ``loop``: rewind files at their end (demos, soak tests). ``width``/``height``/``fps``: requested
     camera mode (cameras may ignore it). ``decode_threads``: FFmpeg decoder threads for files and
     URLs (None: FFmpeg's choice, one per core; 1 costs less CPU per frame where the model already
@@ -60,6 +69,7 @@ class SourceOptions:
     open_timeout_s: float = 5.0
     read_timeout_s: float = 2.0
     max_corrupt_run: int = 50
+    max_fast_failures: int = 5
     loop: bool = False
     width: int | None = None
     height: int | None = None
@@ -74,10 +84,15 @@ class SourceHealth:
     corrupt: int = 0
     reconnects: int = 0
     gaps: list[Gap] = field(default_factory=list)  # drained by the pipeline after each frame
+    size_changes: list[SizeChange] = field(default_factory=list)  # drained likewise
 
     def take_gaps(self) -> list[Gap]:
         gaps, self.gaps = self.gaps, []
         return gaps
+
+    def take_size_changes(self) -> list[SizeChange]:
+        changes, self.size_changes = self.size_changes, []
+        return changes
 
 
 def backoff_delays(opts: SourceOptions) -> Iterator[float]:
@@ -124,6 +139,7 @@ class Source:
 
     kind = "base"
     live = False
+    confirm_size_changes = True  # a video decoder's odd-sized frame is a damaged one until a second confirms
 
     def __init__(self, spec: str, opts: SourceOptions) -> None:
         self.spec = spec
@@ -169,32 +185,66 @@ class Source:
         self.close()
 
     def frames(self, stop: threading.Event | None = None) -> Iterator[Frame]:
-        """Yield frames until the end, ``stop``, or a live source that stays down; skip corrupt ones."""
+        """Yield frames until the end, ``stop``, or a live source that stays down; skip corrupt ones.
+
+        A frame of another size is held back until the next frame confirms the new size (a lone odd
+        frame is a half-decoded one: corrupt); a confirmed change is recorded in ``health`` and both
+        frames are yielded at the new size. A live read that fails at once (damaged data the decoder
+        gave up on, not a stall) is retried on the same connection up to ``max_fast_failures`` times
+        and counted as a corrupt frame when a frame follows; longer runs and timed-out reads reconnect.
+        """
         stop = stop or threading.Event()
         index = 0
         corrupt_run = 0
+        fast_failures = 0
         expect_hw: tuple[int, int] | None = None
+        candidate: np.ndarray | None = None  # a frame at a new size, waiting for a second one
         while not stop.is_set():
             if self._pending is not None:
                 ok, raw, self._pending = True, self._pending, None
             else:
+                t0 = time.monotonic()
                 ok, raw = self._read()
+                if not ok and self.live and self._failed_fast(time.monotonic() - t0) \
+                        and fast_failures < self.opts.max_fast_failures:
+                    fast_failures += 1
+                    continue
             if not ok:
+                fast_failures = 0
+                if candidate is not None:
+                    self.health.corrupt += 1
+                    candidate = None
                 if self.live:
                     self._reconnect(stop)
-                    expect_hw = None  # a restarted stream may come back at another size
-                    continue
+                    continue  # a restarted stream may come back at another size: the check below sees it
                 if self.opts.loop and index > 0 and self._rewind():
                     continue
                 return
-            rgb = to_rgb(raw, expect_hw)
+            self.health.corrupt += fast_failures
+            fast_failures = 0
+            rgb = to_rgb(raw)
+            if rgb is not None and expect_hw is not None and rgb.shape[:2] != expect_hw:
+                if self.confirm_size_changes and (candidate is None or candidate.shape[:2] != rgb.shape[:2]):
+                    if candidate is not None:
+                        self.health.corrupt += 1
+                    candidate = rgb  # wait for the next frame to confirm (or refute) the new size
+                    continue
+                self.health.size_changes.append(SizeChange(index, expect_hw, rgb.shape[:2]))
+                if candidate is not None:  # confirmed: the held frame goes first
+                    held, candidate = candidate, None
+                    self._last_frame = time.monotonic()
+                    yield Frame(index, self._timestamp(index), held)
+                    index += 1
+            elif rgb is not None and candidate is not None:  # back at the old size: the odd one was damaged
+                self.health.corrupt += 1
+                candidate = None
             if rgb is None:
                 self.health.corrupt += 1
                 corrupt_run += 1
                 if corrupt_run >= self.opts.max_corrupt_run:
                     if self.live:
                         self._reconnect(stop)
-                        corrupt_run, expect_hw = 0, None
+                        corrupt_run = 0
                         continue
                     raise SourceError(f"{self.spec}: {corrupt_run} undecodable frames in a row")
                 continue
@@ -203,6 +253,10 @@ class Source:
             self._last_frame = time.monotonic()
             yield Frame(index, self._timestamp(index), rgb)
             index += 1
+
+    def _failed_fast(self, seconds: float) -> bool:
+        """Whether a failed live read was damaged data rather than a stall or a drop (see subclasses)."""
+        return False
 
     def _reconnect(self, stop: threading.Event) -> None:
         """Reopen with exponential backoff; record the gap; raise SourceError when the budget is spent."""
@@ -274,6 +328,12 @@ class CaptureSource(Source):
                 return True, None
         return ok, raw
 
+    def _failed_fast(self, seconds: float) -> bool:
+        """OpenCV's FFmpeg reader returns False at once when the decoder rejects damaged packets and
+        only after ``read_timeout_s`` when nothing arrives; a closed connection also fails at once, so
+        the retries are bounded (``max_fast_failures``) before a reconnect."""
+        return self._cap is not None and seconds < min(0.5, 0.25 * self.opts.read_timeout_s)
+
     def _timestamp(self, index: int) -> float:
         if not self.live and self._cap is not None:
             msec = self._cap.get(cv2.CAP_PROP_POS_MSEC)
@@ -287,14 +347,10 @@ class CaptureSource(Source):
             self._cap = None
 
 
-#: The largest frame the runtime decodes (8K is 33 MP): a 766-byte PNG can declare 20000x20000 px
-#: and took seconds and gigabytes before failing. OpenCV reads the limit once, at its first decode.
-MAX_FRAME_PIXELS = 64 * 2**20
-
-
 def limit_decoded_pixels() -> None:
     """Make OpenCV refuse images over ``MAX_FRAME_PIXELS`` before decoding them (unless the user
-    set ``OPENCV_IO_MAX_IMAGE_PIXELS`` already)."""
+    set ``OPENCV_IO_MAX_IMAGE_PIXELS`` already). Importing this module already did, before cv2
+    loaded; the call stays for callers that set up a process explicitly."""
     os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_FRAME_PIXELS))
 
 
@@ -303,6 +359,7 @@ class FolderSource(Source):
 
     kind = "folder"
     live = False
+    confirm_size_changes = False
 
     def __init__(self, spec: str, opts: SourceOptions) -> None:
         super().__init__(spec, opts)
@@ -325,9 +382,12 @@ class FolderSource(Source):
         path = self._files[self._next]
         self._next += 1
         try:
-            return True, cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         except cv2.error:  # over the pixel limit, or a decoder assertion: one corrupt frame, not the end
             return True, None
+        if image is not None and image.shape[0] * image.shape[1] > MAX_FRAME_PIXELS:
+            return True, None  # cv2 loaded before the limit was set (or a user limit above ours)
+        return True, image
 
     def _rewind(self) -> bool:
         self._next = 0

@@ -8,6 +8,7 @@ A pipeline that runs for days must not grow a list per frame.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -20,10 +21,18 @@ from pathlib import Path
 import numpy as np
 
 STAGES: tuple[str, ...] = ("capture", "pre", "infer", "post", "sink")
+#: Capture done -> sink written, per frame: the latency a viewer sees (reported beside the stages).
+END_TO_END = "end_to_end"
+
+# Lifetime histogram for the whole-run p99: log-spaced bins, 40 per decade from 10 us to 1000 s
+# (2.9 % wide), so a run of days keeps 321 counters, not a list per frame.
+_HIST_LO, _HIST_PER_DECADE, _HIST_DECADES = 1e-5, 40, 8
+_HIST_BINS = _HIST_PER_DECADE * _HIST_DECADES + 1
 
 
 class LatencyWindow:
-    """The last ``size`` durations of one stage (seconds) plus lifetime count and mean."""
+    """The last ``size`` durations of one stage (seconds), lifetime count and mean, and a lifetime
+    log histogram for the whole-run p99."""
 
     def __init__(self, size: int = 2048) -> None:
         self._ring = np.zeros(size, np.float64)
@@ -31,18 +40,31 @@ class LatencyWindow:
         self._filled = 0
         self.count = 0
         self.total = 0.0
+        self._hist = np.zeros(_HIST_BINS, np.int64)
         self._lock = threading.Lock()
 
     def add(self, seconds: float) -> None:
+        b = int(_HIST_PER_DECADE * math.log10(max(seconds, _HIST_LO) / _HIST_LO))
         with self._lock:
             self._ring[self._next] = seconds
             self._next = (self._next + 1) % len(self._ring)
             self._filled = min(self._filled + 1, len(self._ring))
             self.count += 1
             self.total += seconds
+            self._hist[min(b, _HIST_BINS - 1)] += 1
+
+    def run_percentile(self, q: float) -> float:
+        """The ``q``-th percentile (seconds) over the whole run: the upper edge of its histogram bin."""
+        with self._lock:
+            hist = self._hist.copy()
+        n = int(hist.sum())
+        if n == 0:
+            return 0.0
+        b = int(np.searchsorted(np.cumsum(hist), math.ceil(n * q / 100.0)))
+        return _HIST_LO * 10 ** ((b + 1) / _HIST_PER_DECADE)
 
     def summary(self) -> dict[str, float | int]:
-        """Milliseconds: p50/p99/max over the recent window, mean over the whole run."""
+        """Milliseconds: p50/p99/max over the recent window, mean and p99 (to 3 %) over the whole run."""
         with self._lock:
             recent = self._ring[: self._filled].copy()
             count, total = self.count, self.total
@@ -55,6 +77,7 @@ class LatencyWindow:
             "p50_ms": round(1e3 * float(p50), 3),
             "p99_ms": round(1e3 * float(p99), 3),
             "max_recent_ms": round(1e3 * float(recent.max()), 3),
+            "p99_run_ms": round(1e3 * self.run_percentile(99.0), 3),
         }
 
 
@@ -86,6 +109,15 @@ class Gap:
     tries: int
 
 
+@dataclass(frozen=True)
+class SizeChange:
+    """The source's frame size changed (a camera mode switch, a stream restarted at another size)."""
+
+    frame: int  # index of the first frame at the new size
+    before: tuple[int, int]  # (height, width)
+    after: tuple[int, int]
+
+
 class RunStats:
     """Counters and timers one pipeline run shares between its stage threads.
 
@@ -95,7 +127,7 @@ class RunStats:
     MAX_GAPS = 100
 
     def __init__(self, window: int = 2048) -> None:
-        self.latency = {stage: LatencyWindow(window) for stage in STAGES}
+        self.latency = {stage: LatencyWindow(window) for stage in (*STAGES, END_TO_END)}
         self.fps_meter = FpsMeter()
         self.frames_in = 0
         self.frames_out = 0
@@ -105,6 +137,8 @@ class RunStats:
         self.gaps: deque[Gap] = deque(maxlen=self.MAX_GAPS)
         self.gap_seconds_total = 0.0
         self.gap_count = 0
+        self.size_changes: deque[SizeChange] = deque(maxlen=self.MAX_GAPS)
+        self.size_change_count = 0
         self.started = time.perf_counter()
         self.finished: float | None = None
         self.rss_start = rss_bytes()
@@ -130,6 +164,10 @@ class RunStats:
         self.gaps.append(gap)
         self.gap_count += 1
         self.gap_seconds_total += gap.seconds
+
+    def add_size_change(self, change: SizeChange) -> None:
+        self.size_changes.append(change)
+        self.size_change_count += 1
 
     def finish(self) -> None:
         self.finished = time.perf_counter()
@@ -160,6 +198,11 @@ class RunStats:
                     {"started": round(g.started, 3), "seconds": round(g.seconds, 3), "tries": g.tries}
                     for g in self.gaps
                 ],
+            },
+            "resolution_changes": {
+                "count": self.size_change_count,
+                "recent": [{"frame": c.frame, "from": f"{c.before[1]}x{c.before[0]}", "to": f"{c.after[1]}x{c.after[0]}"}
+                           for c in self.size_changes],
             },
             "rss_mb": {
                 "start": round(self.rss_start / 2**20, 1),

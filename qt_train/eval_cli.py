@@ -2,6 +2,7 @@
 
   qt-eval runs/dehaze-qualiteacher/last.ckpt --out runs/dehaze-eval
   qt-eval CKPT --pairs /data/hazy_pairs --real /footage/frames --out DIR
+  qt-eval zoo:dehaze --out DIR                     (a model of the zoo)
 
 Writes DIR/results.json (PSNR/SSIM on pairs; on every set the scores of the reward ensemble the
 student was trained with and of the judge it never saw, `iqa.judge`; the per-level curve with its
@@ -137,11 +138,13 @@ def evaluate_checkpoint(ckpt_path: Path, out: Path, pairs: Path | None, real: li
 
 
 def _body(argv: Sequence[str] | None) -> int:
+    from qt_core.quiet import quiet_libraries
+    from qt_core.zoo import is_zoo_name, resolve_checkpoint
     from qt_train.evaluate import EVAL_LIMIT, EVAL_SIZE
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("checkpoint", type=Path, help="a .ckpt written by qt-train, or a zoo model: zoo:TASK")
     parser.add_argument("--out", type=Path, required=True, help="folder for results.json, levels.png, grid.png")
     parser.add_argument("--pairs", type=Path, help="paired folder with lq/ and gt/ (default: held-out synthetic pairs)")
     parser.add_argument("--real", type=Path, action="append", default=[], help="real images/folders/videos (repeatable)")
@@ -150,7 +153,11 @@ def _body(argv: Sequence[str] | None) -> int:
     parser.add_argument("--limit", type=int, default=EVAL_LIMIT, help="images per set")
     parser.add_argument("--config", help="run config, for checkpoints that carry none")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
+    parser.add_argument("--verbose", action="store_true", help="show the libraries' INFO logs")
     args = parser.parse_args(argv)
+    quiet_libraries(args.verbose)
+    if is_zoo_name(str(args.checkpoint)):
+        args.checkpoint = resolve_checkpoint(str(args.checkpoint))
     results = evaluate_checkpoint(args.checkpoint, args.out, args.pairs, args.real, args.quality, args.size,
                                   args.limit, args.force, args.config)
     for name, m in results["paired"].items():

@@ -497,7 +497,7 @@ def test_run_stats_summary_is_json(tmp_path):
 def test_cli_runs_and_writes_summary(artifacts, small_video, tmp_path, capsys):
     summary = tmp_path / "s" / "summary.json"
     rc = main([str(artifacts["quality"]), "--source", str(small_video), "--sink", str(tmp_path / "out.avi"),
-               "--quality", "3.5", "--temporal", "--summary", str(summary), "--no-progress"])
+               "--quality", "3.5", "--temporal", "--summary", str(summary), "--no-progress", "--json"])
     assert rc == 0
     data = json.loads(summary.read_text())
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -3,6 +3,7 @@
   qt-train --config configs/dehaze.yaml
   qt-train --config configs/dehaze.yaml --set data.real=/footage/frames --set train.method=mean_teacher
   qt-train --config configs/dehaze.yaml --resume
+  qt-train --config configs/dehaze.yaml --set train.init=zoo:dehaze    # fine-tune a model of the zoo
   torchrun --nproc_per_node 2 -m qt_train.train.cli --config configs/dehaze.yaml
 """
 
@@ -19,6 +20,10 @@ PROG = "qt-train"
 
 
 def _body(argv: Sequence[str] | None) -> int:
+    import dataclasses
+
+    from qt_core.quiet import quiet_libraries
+    from qt_core.zoo import is_zoo_name, resolve_checkpoint
     from qt_train.schema import load_run_config
     from qt_train.train.loop import train
 
@@ -30,10 +35,14 @@ def _body(argv: Sequence[str] | None) -> int:
     parser.add_argument("--resume-override", action="store_true",
                         help="with --resume: continue even though the config differs from the checkpoint's")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to the run folder)")
+    parser.add_argument("--verbose", action="store_true", help="show the libraries' INFO logs")
     args = parser.parse_args(argv)
+    quiet_libraries(args.verbose)
     if args.config is None:
         raise ValueError("--config is required, e.g. --config configs/dehaze.yaml")
     cfg = load_run_config(args.config, args.overrides)
+    if is_zoo_name(cfg.train.init):  # train.init=zoo:TASK: the zoo's checkpoint, hash-checked
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init=str(resolve_checkpoint(cfg.train.init))))
     run_dir = args.run_dir or Path(cfg.out) / f"{cfg.task}-{cfg.train.method}"
     if args.resume_override and not args.resume:
         raise ValueError("--resume-override only applies with --resume")
