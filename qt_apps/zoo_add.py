@@ -85,8 +85,8 @@ def _speed(artifact: Path, size: tuple[int, int], frames: int, scratch: Path) ->
             "infer_p99_ms": infer.get("p99_ms"), "cpu": cpu_info()}
 
 
-def add_entry(task: str, checkpoint: Path, calib: list[Path], zoo: Path, *, size: tuple[int, int] = (128, 128),
-              speed_size: tuple[int, int] = (360, 640), calib_frames: int = 300, gate_frames: int = 4,
+def add_entry(task: str, checkpoint: Path, calib: list[Path], zoo: Path, *, size: tuple[int, int] = (256, 256),
+              speed_size: tuple[int, int] = (360, 640), calib_frames: int = 200, gate_frames: int = 3,
               qat: bool = False, eval_limit: int | None = None, eval_size: int | None = None, speed_frames: int = 64,
               make: str | None = None, log=print) -> dict[str, Any]:
     """Build ``zoo/TASK`` from a trained checkpoint and record it in ``zoo/index.json``; returns the entry.
@@ -167,11 +167,11 @@ def _body(argv: Sequence[str] | None) -> int:
     p.add_argument("--checkpoint", type=Path, required=True, help="the run's last.ckpt (written by qt-train)")
     p.add_argument("--calib", type=Path, action="append", default=[], help="INT8 calibration footage (repeatable)")
     p.add_argument("--zoo", type=Path, default=None, help="zoo folder (default: $QT_ZOO, else qt_core/zoo)")
-    p.add_argument("--size", type=parse_size, default=(128, 128),
-                   help="calibration and gate frame size WxH (default 128x128; the artifacts take any size)")
+    p.add_argument("--size", type=parse_size, default=(256, 256),
+                   help="calibration and gate frame size WxH (default 256x256; the artifacts take any size)")
     p.add_argument("--speed-size", type=parse_size, default=(360, 640), help="qt-run FPS measured at WxH")
-    p.add_argument("--calib-frames", type=int, default=300)
-    p.add_argument("--gate-frames", type=int, default=4, help="held-out gate frames (stored in each artifact)")
+    p.add_argument("--calib-frames", type=int, default=200)
+    p.add_argument("--gate-frames", type=int, default=3, help="held-out gate frames (stored in each artifact)")
     p.add_argument("--qat", action="store_true", help="INT8: also try QAT; ship the better one")
     p.add_argument("--eval-limit", type=int, default=None)
     p.add_argument("--eval-size", type=int, default=None)
