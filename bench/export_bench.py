@@ -72,7 +72,7 @@ def main() -> None:
 
     from qt_core.metrics import psnr as psnr_db
     from qt_export.checkpoint_view import QualityMode, export_view, load_model
-    from qt_export.export import DEFAULT_KEEP_FP, synthetic_frames
+    from qt_export.export import synthetic_frames
     from qt_export.formats import ExportSettings
     from qt_export.gate import ensemble_scorer
     from qt_export.onnx_export import export_onnx
@@ -88,7 +88,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--calib-frames", type=int, default=64)
     ap.add_argument("--qat-steps", type=int, default=QATOptions().steps)
-    ap.add_argument("--keep-fp", default=",".join(DEFAULT_KEEP_FP))
+    ap.add_argument("--keep-fp", default=None, help="default: the backbone's own (int8_keep_fp)")
     args = ap.parse_args()
     print(describe_machine(), flush=True)  # numbers belong to one CPU class
     w, h = (int(v) for v in args.size.split("x"))
@@ -111,7 +111,9 @@ def main() -> None:
     x = held[:1]
     with torch.no_grad():
         ref = np.concatenate([view(torch.from_numpy(f[None])).numpy() for f in held])
-    keep = tuple(r for r in args.keep_fp.split(",") if r and r != "none")
+    backbone = view.backbone if hasattr(view, "backbone") else view
+    keep = (tuple(backbone.int8_keep_fp) if args.keep_fp is None
+            else tuple(r for r in args.keep_fp.split(",") if r and r != "none"))
     qopts = QuantOptions(keep_fp=keep)
 
     rows = []

@@ -37,6 +37,7 @@ class LoadedModel:
     task: str
     levels: int
     pad_multiple: int
+    int8_keep_fp: tuple[str, ...]  # the backbone's declared INT8 float-kept roles (the --keep-fp default)
     top_level: int  # the run's method.top_level: what --quality folds by default
     iqa_spec: dict | None = None  # the run's reward ensemble as a dict (None: the default)
     level_cuts: list[float] | None = None  # the run's quantile level cut points, when it used them
@@ -80,6 +81,7 @@ def load_model(path: str | Path) -> LoadedModel:
     return LoadedModel(
         backbone=model, arch=arch, arch_config=arch_config, task=task,
         levels=int(model.quality_embed.levels), pad_multiple=int(model.pad_multiple),
+        int8_keep_fp=tuple(model.int8_keep_fp),
         top_level=int((config.get("method") or {}).get("top_level", model.quality_embed.levels - 1)),
         iqa_spec=_run_spec(config, str(path)), level_cuts=state.get("level_cuts"),
     )

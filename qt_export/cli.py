@@ -77,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "calibration/gate frames")
     p.add_argument("--dynamic", action="store_true",
                    help="accept any input size (qt-run pads frames to the network's multiple)")
-    p.add_argument("--keep-fp", default=",".join(dflt.keep_fp),
-                   help=f"INT8: roles kept in floating point: {','.join(KEEP_FP_ROLES)} or none "
-                        "(edge_guided: add 'guided', its guided-filter maths)")
+    p.add_argument("--keep-fp", default=dflt.keep_fp,
+                   help=f"INT8: roles kept in floating point: {','.join(KEEP_FP_ROLES)} or none (default: "
+                        "the backbone's own: first,last; edge_guided also guided, its guided-filter maths)")
     p.add_argument("--bias-correction", action="store_true",
                    help="INT8: enable NNCF bias correction (off by default: it lost PSNR in our measurements)")
     p.add_argument("--min-psnr", type=float, default=gate.min_psnr, help="gate: mean PSNR(artifact, FP32) in dB")
@@ -107,7 +107,7 @@ def options_from_args(args: argparse.Namespace):
         qat_options=QATOptions(steps=args.qat_steps, lr=args.qat_lr, consistency_weight=args.qat_consistency), quality=args.quality,
         quality_input=args.quality_input, calib=tuple(args.calib), calib_frames=args.calib_frames,
         calib_iqa=not args.no_calib_iqa, cache_dir=args.cache_dir, size=args.size, dynamic=args.dynamic,
-        out=args.out, force=args.force, keep_fp=parse_keep_fp(args.keep_fp), bias_correction=args.bias_correction,
+        out=args.out, force=args.force, keep_fp=None if args.keep_fp is None else parse_keep_fp(args.keep_fp), bias_correction=args.bias_correction,
         bounds=GateBounds(min_psnr=args.min_psnr, min_frame_psnr=args.min_frame_psnr,
                           max_score_drop=args.max_score_drop),
         gate_frames=args.gate_frames, seed=args.seed, backend=args.backend,

@@ -32,7 +32,6 @@ from .quantize import QATOptions, QuantOptions
 #: Default FP-kept roles for INT8, chosen by measurement (docs/results.md, "Export and INT8"): the
 #: first and last convolutions touch the [0, 1] image tensors and are ~12% of the MACs; the
 #: residual add adds little, so it stays INT8.
-DEFAULT_KEEP_FP: tuple[str, ...] = ("first", "last")
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class ExportOptions:
     dynamic: bool = False
     out: Path | None = None
     force: bool = False
-    keep_fp: tuple[str, ...] = DEFAULT_KEEP_FP
+    keep_fp: tuple[str, ...] | None = None  # None: the backbone's own (``int8_keep_fp``)
     bias_correction: bool = False
     bounds: GateBounds = field(default_factory=GateBounds)
     gate_frames: int = 8
@@ -227,10 +226,11 @@ def quantise(opts: ExportOptions, spec: FormatSpec, model: Model, frames: Frames
         return
     assert frames.calib is not None
     tensors = [torch.from_numpy(f) for f in _nchw(frames.calib)[:, None]]
-    qopts = QuantOptions(keep_fp=opts.keep_fp, signed_activations=spec.signed_activations,
+    keep_fp = model.loaded.int8_keep_fp if opts.keep_fp is None else opts.keep_fp
+    qopts = QuantOptions(keep_fp=keep_fp, signed_activations=spec.signed_activations,
                          bias_correction=opts.bias_correction)
-    extra = {"keep_fp": list(opts.keep_fp), "bias_correction": opts.bias_correction, "quantization": "nncf-ptq"}
-    log(f"INT8 PTQ on {len(tensors)} frames (keep FP: {', '.join(opts.keep_fp) or 'none'})")
+    extra = {"keep_fp": list(keep_fp), "bias_correction": opts.bias_correction, "quantization": "nncf-ptq"}
+    log(f"INT8 PTQ on {len(tensors)} frames (keep FP: {', '.join(keep_fp) or 'none'})")
     yield "ptq", spec.hook("ptq")(model.view, tensors, qopts, example, _settings(opts, model)), extra
     if opts.qat:
         log(f"QAT: {opts.qat_options.steps} steps (distillation + cropped consistency)")

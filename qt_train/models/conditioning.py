@@ -85,6 +85,9 @@ class QualityConditioned(nn.Module):
     # Inputs are padded to a multiple of this (the network's total downsampling); exported into the
     # manifest so the runtime pads the same way. Subclasses set it (class or instance attribute).
     pad_multiple: int = 1
+    # Layer roles INT8 export keeps in floating point unless told otherwise (qt_export/quantize.py
+    # KEEP_FP_ROLES): what this backbone needs to pass the export gate. A backbone declares its own.
+    int8_keep_fp: ClassVar[tuple[str, ...]] = ("first", "last")
 
     @property
     def bottleneck_channels(self) -> int:

@@ -208,6 +208,9 @@ def _phase_mean_weight(channels: int) -> torch.Tensor:
 
 class EdgeGuided(QualityConditioned):
     arch = "edge_guided"
+    # The guided filter's and heads' element-wise maths (variances, 1/t) amplify any INT8 step and
+    # are memory-bound on a CPU, so INT8 buys nothing there (docs/results.md, Export and INT8).
+    int8_keep_fp = ("first", "last", "guided")
 
     def __init__(self, config: EdgeGuidedConfig | None = None) -> None:
         super().__init__()
