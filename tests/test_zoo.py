@@ -363,3 +363,18 @@ logging.getLogger('torch.utils.cpp_extension').warning('No CUDA runtime is found
     assert "NNCF-INFO-LINE" not in quiet.stdout + quiet.stderr and "NNCF-WARNING-LINE" in quiet.stdout + quiet.stderr
     assert "No CUDA runtime" not in quiet.stderr
     assert "NNCF-INFO-LINE" in loud.stdout + loud.stderr and "No CUDA runtime" in loud.stderr
+
+
+def test_zoo_table_reads_every_number_from_the_index():
+    from qt_apps.zoo_table import zoo_table
+    from qt_core.zoo import default_root, read_index
+
+    root = default_root()
+    table = zoo_table(root)
+    for task, entry in read_index(root)["tasks"].items():
+        row = next(line for line in table.splitlines() if line.startswith(f"| {task} |"))
+        if "metrics" in entry:
+            h = entry["metrics"]["heldout"]["realistic"]
+            assert f"{h['psnr']:.2f} / {h['ssim']:.3f}" in row and entry["method"] in row
+        else:
+            assert "no trained model yet" in row
