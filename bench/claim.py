@@ -54,6 +54,10 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+REFERENCE_SWITCHES = ("method.quality_source=iqa", "method.level_quantiles=false", "method.preference=true",
+                      "method.preference_detach_lower=false", "method.anchor_weight=0.0", "method.conditioning=true")
+
+
 def settings(args: argparse.Namespace) -> list[str]:
     """Overrides shared by every run of the benchmark (the budget)."""
     start = max(1, args.iterations // 5)  # the reference starts preference/consistency at 10-20% of training
@@ -64,6 +68,8 @@ def settings(args: argparse.Namespace) -> list[str]:
         f"train.eval_every={args.iterations}", f"train.ckpt_every={min(250, args.iterations)}",
         f"train.image_every={10**9}", f"method.preference_start={start}", f"method.consistency_start={start}",
         f"train.threads={args.threads}",
+        # the reference's switches, whatever a task config ships with: each variant states its changes
+        *REFERENCE_SWITCHES,
     ]
 
 
