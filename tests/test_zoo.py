@@ -169,6 +169,7 @@ def test_qt_run_zoo_name(tiny_zoo, tmp_path, monkeypatch, capsys):
 # ------------------------------------------------------------------------------ a real entry, end to end
 
 TINY_RUN = [
+    "model.arch=edge_unet",  # the tests' model, whatever backbone a task config ships with
     "model.options={widths: [8, 16, 16], enc_blocks: [0, 0], mid_blocks: 1, dec_blocks: [0, 0]}",
     "data.size=96", "data.patch=96", "data.n_train=6", "data.n_val=2", "train.batch=2", "train.threads=1",
     "train.method=supervised", "train.base_iterations=2", "train.iterations=1", "train.log_every=1",
