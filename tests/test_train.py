@@ -20,7 +20,9 @@ CONFIG = str(REPO / "configs" / "dehaze.yaml")
 
 # A model and data small enough for 2 CPU cores; 96 px is the smallest the default IQA ensemble rates.
 TINY = [
-    "model.arch=edge_unet", "train.method=qualiteacher",  # the tests' model and method, whatever a config ships
+    # the tests' model and method (the reference's switches), whatever a task config ships with
+    "model.arch=edge_unet", "train.method=qualiteacher", "method.quality_source=iqa", "method.level_quantiles=false",
+    "method.preference=true",
     "model.options={widths: [8, 16, 16], enc_blocks: [0, 0], mid_blocks: 1, dec_blocks: [0, 0]}",
     "data.size=96", "data.patch=96", "data.n_train=6", "data.n_val=2",
     "train.batch=2", "train.real_batch=2", "train.n_real=4", "train.threads=1",
