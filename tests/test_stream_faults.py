@@ -105,7 +105,9 @@ def test_stall_past_the_read_timeout_is_reported_and_reconnected(artifact, clip,
     assert rc == 0, err
     data = json.loads(summary.read_text())
     assert data["frames_out"] == 60 and data["reconnects"] >= 1, data
-    assert data["gaps"]["count"] >= 1 and data["gaps"]["total_s"] >= 2.0, data["gaps"]
+    # the gap is counted from the last frame the reader got, which the kernel may have buffered
+    # after the freeze began: bounded by the read timeout, not by the 3 s freeze
+    assert data["gaps"]["count"] >= 1 and data["gaps"]["total_s"] >= 1.0, data["gaps"]
 
 
 def test_stall_past_the_retry_budget_stops_cleanly_and_the_video_plays(artifact, clip, tmp_path):
