@@ -23,7 +23,7 @@ import pytest
 from tests.test_zoo import TINY_RUN
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_MODEL = TINY_RUN[0]  # model.options of the tiny students
+TINY_MODEL = TINY_RUN[:2]  # model.arch and model.options of the tiny students
 
 
 def _sets(items) -> list[str]:
@@ -46,7 +46,7 @@ def tiny_zoo(tmp_path_factory) -> Path:
         assert qt_train(["--config", str(REPO / "configs" / f"{task}.yaml"), "--run-dir", str(d / task),
                          "--no-progress", *_sets(TINY_RUN)]) == 0
         assert zoo_add([task, "--checkpoint", str(d / task / "last.ckpt"), "--calib", str(calib), "--zoo",
-                        str(d / "zoo"), "--size", "128x96", "--calib-frames", "12", "--gate-frames", "3",
+                        str(d / "zoo"), "--size", "128x96", "--speed-size", "128x96", "--calib-frames", "12", "--gate-frames", "3",
                         "--eval-limit", "2", "--eval-size", "96", "--speed-frames", "4", "--make", f"make-{task}"]) == 0
     index = json.loads((d / "zoo" / "index.json").read_text())
     index["tasks"]["desnow"] = {"make": "qt-train --config configs/desnow.yaml && make-desnow"}
@@ -190,7 +190,7 @@ def test_without_a_zoo_dehaze_the_demo_trains_a_base_model(tiny_zoo, real_photos
     zoo.mkdir()
     (zoo / "index.json").write_text(json.dumps(index))
     (zoo / "derain").symlink_to(tiny_zoo / "derain")
-    args = [*knobs(real_photos), "--tasks", "dehaze,derain", "--base-iterations", "2", "--train-set", TINY_MODEL]
+    args = [*knobs(real_photos), "--tasks", "dehaze,derain", "--base-iterations", "2", *(a for kv in TINY_MODEL for a in ("--train-set", kv))]
     r = _demo(tmp_path / "demo", args, _env(zoo), tmp_path)
     assert r.returncode == 0, r.stderr
     rows = _lines(r.stdout)

@@ -196,7 +196,7 @@ def built_zoo(tmp_path_factory) -> Path:
     for i, f in enumerate(synthetic_frames(16, (96, 128), seed=3)):
         cv2.imwrite(str(calib / f"{i:02d}.png"), f)
     assert zoo_add(["dehaze", "--checkpoint", str(d / "run" / "last.ckpt"), "--calib", str(calib), "--zoo",
-                    str(d / "zoo"), "--size", "128x96", "--calib-frames", "12", "--gate-frames", "3",
+                    str(d / "zoo"), "--size", "128x96", "--speed-size", "128x96", "--calib-frames", "12", "--gate-frames", "3",
                     "--eval-limit", "2", "--eval-size", "96", "--speed-frames", "8",
                     "--make", "the tiny run of tests/test_zoo.py"]) == 0
     return d / "zoo"
