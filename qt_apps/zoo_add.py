@@ -45,6 +45,16 @@ def slim_checkpoint(src: Path, dst: Path) -> dict[str, Any]:
     return {k: v for k, v in slim.items() if k != "level_cuts"}
 
 
+def ship_relative(path: Path, task: str) -> None:
+    """A result file names the checkpoint it measured; in the zoo that is ``TASK/model.ckpt``, not
+    the staging folder it was built in (a path of the build machine, gone once the stage is renamed)."""
+    from qt_core.atomic import atomic_write_text
+
+    data = json.loads(path.read_text())
+    data["checkpoint"] = f"{task}/model.ckpt"
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+
+
 def _metrics(results: dict[str, Any]) -> dict[str, Any]:
     """The numbers the zoo table shows, copied from qt-eval's results (nothing computed here)."""
     keep = ("psnr", "ssim", "psnr_y", "ssim_y", "input_psnr", "input_ssim")
@@ -125,12 +135,14 @@ def add_entry(task: str, checkpoint: Path, calib: list[Path], zoo: Path, *, size
                                      calib=tuple(calib), calib_frames=calib_frames, size=size, dynamic=True,
                                      gate_frames=gate_frames, out=out),
                        log=lambda m, name=name: log(f"      export {name}: {m}"))
+            ship_relative(out / "report.json", task)
             reports[name] = json.loads((out / "report.json").read_text())
             (out / "compare.png").unlink(missing_ok=True)  # a picture for people; the zoo stays light
         log(f"[2/4] {task}: OpenVINO FP32 and INT8 artifacts, each through the export gate")
         results = evaluate_checkpoint(stage / "model.ckpt", scratch / "eval", None, [], None,
                                       eval_size or EVAL_SIZE, eval_limit or EVAL_LIMIT, force=True)
         shutil.copy2(scratch / "eval" / "results.json", stage / "eval.json")
+        ship_relative(stage / "eval.json", task)
         log(f"[3/4] {task}: held-out evaluation (qt-eval) -> {stage.name}/eval.json")
         speed = _speed(stage / "openvino-int8", speed_size, speed_frames, scratch) if speed_frames else None
         log(f"[4/4] {task}: INT8 throughput through qt-run: "

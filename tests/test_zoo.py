@@ -214,6 +214,9 @@ def test_zoo_add_builds_a_complete_entry(built_zoo):
     m = e["metrics"]
     evaluated = json.loads((built_zoo / "dehaze" / "eval.json").read_text())
     assert m["heldout"]["realistic"]["psnr"] == evaluated["paired"]["realistic"]["psnr"]  # copied, not typed
+    # result files name the shipped checkpoint, not a path of the machine that built the entry
+    for rel in ("dehaze/eval.json", "dehaze/openvino-int8/report.json", "dehaze/openvino-fp32/report.json"):
+        assert json.loads((built_zoo / rel).read_text())["checkpoint"] == "dehaze/model.ckpt"
     assert m["export_gate"]["int8"]["passed"] and m["speed_int8"]["fps"] > 0 and m["speed_int8"]["size"] == "128x96"
     assert json.loads((built_zoo / "dehaze" / "openvino-int8" / "manifest.json").read_text())["precision"] == "int8"
     assert (built_zoo / "dehaze" / "model.ckpt").stat().st_size < (built_zoo.parent / "run" / "last.ckpt").stat().st_size
