@@ -43,7 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qt_apps.report import read_json
 from qt_core.cli import OneLineParser, run_main
+from qt_core.hashing import sha256_file
 
 PROG = "qt-demo"
 REPO = Path(__file__).resolve().parents[1]
@@ -219,7 +221,7 @@ def demo_plan(demo: Demo) -> Path:
             demo.skip(f"photos {task}", f"no photos in {o.real / REAL_DIRS[task]}")
             continue
         demo.stage(f"photos {task}", out / "real" / task,
-                   {"zoo": trained[task]["sha256"], "photos": [[p.name, file_sha256(p)] for p in photos]},
+                   {"zoo": trained[task]["sha256"], "photos": [[p.name, sha256_file(p)] for p in photos]},
                    restore_photos, task, photos)
 
     # a demo-budget training: fine-tune -> evaluate -> export through the gate -> qt-run
@@ -235,7 +237,7 @@ def demo_plan(demo: Demo) -> Path:
               else REPO / "configs" / f"{FINETUNE_TASK}.yaml")  # the zoo model's own config: its architecture
     budget = {k: getattr(o, k) for k in ("iterations", "base_iterations", "patch", "batch", "train_set")}
     tuned = demo.stage("finetune", train / "finetune",
-                       {"zoo": base and base["sha256"], "frames": frames, "config": file_sha256(config), **budget},
+                       {"zoo": base and base["sha256"], "frames": frames, "config": sha256_file(config), **budget},
                        finetune, config, f"zoo:{FINETUNE_TASK}" if base else None, unlabelled, resumable=True)
     demo.stage("evaluate", train / "eval", {"train": tuned, "size": o.eval_size, "limit": o.eval_limit}, evaluate, ckpt)
     exported = demo.stage("export", train / "export", {"train": tuned, "frames": frames, "gate": o.gate_frames},
@@ -246,8 +248,8 @@ def demo_plan(demo: Demo) -> Path:
     from qt_apps import report as report_module
 
     claim = o.claim if o.claim is not None else next((p for p in CLAIM_FILES if p.is_file()), None)
-    demo.stage("report", out / "report", {"stages": demo.hashes(), "claim": claim and file_sha256(claim),
-                                          "report.py": file_sha256(Path(report_module.__file__))},
+    demo.stage("report", out / "report", {"stages": demo.hashes(), "claim": claim and sha256_file(claim),
+                                          "report.py": sha256_file(Path(report_module.__file__))},
                write_report, claim, extra_outputs=("../report.html",))
     return out / "report.html"
 
@@ -301,21 +303,8 @@ def real_photos(root: Path, task: str) -> list[Path]:
             if p.is_file() and p.suffix.lower() in IMAGE_EXTS and cv2.imread(str(p)) is not None]
 
 
-def file_sha256(path: Path) -> str:
-    from qt_core.hashing import sha256_file
-
-    return sha256_file(path)
-
-
 def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 # ----------------------------------------------------------------------------- stage machinery

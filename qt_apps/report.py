@@ -58,7 +58,8 @@ class Found:
     claim: tuple[Path, dict[str, Any]] | None = None
 
 
-def _json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """A result file's JSON, or None when it is missing or unreadable (a run may lack any of them)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -68,7 +69,7 @@ def _json(path: Path) -> Any:
 def _task_of(artifact: str | None) -> str | None:
     if not artifact:
         return None
-    m = _json(Path(artifact) / "manifest.json")
+    m = read_json(Path(artifact) / "manifest.json")
     return m.get("task") if isinstance(m, dict) else None
 
 
@@ -87,7 +88,7 @@ def discover(run: Path, claim: Path | None = None) -> Found:
     for path in sorted(run.rglob("*.json")):
         if any(part.startswith(".") for part in path.relative_to(run).parts):
             continue
-        data = _json(path)
+        data = read_json(path)
         if not isinstance(data, dict):
             continue
         if "fps_mean" in data and "latency" in data:
@@ -98,11 +99,11 @@ def discover(run: Path, claim: Path | None = None) -> Found:
         elif "paired" in data and "reward_ensemble" in data:
             found.evals.append((path, data))
         elif path.name == "report.json" and "candidates" in data and (path.parent / "manifest.json").is_file():
-            found.artifacts.append((path.parent, data, _json(path.parent / "manifest.json") or {}))
+            found.artifacts.append((path.parent, data, read_json(path.parent / "manifest.json") or {}))
         elif path.name == "claim.json" and claim is None:
             found.claim = (path, data)
     if claim is not None:
-        data = _json(claim)
+        data = read_json(claim)
         if not isinstance(data, dict):
             raise ValueError(f"--claim {claim}: not a claim.json written by bench/claim.py")
         found.claim = (claim, data)
