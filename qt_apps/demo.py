@@ -148,14 +148,19 @@ def finetune(dest: Path, demo: Demo, resume: bool, config: Path, init: str | Non
     return f"{what}: {semi} iterations on unlabelled frames" + (" (resumed from its last checkpoint)" if resume else "")
 
 
-def evaluate(dest: Path, demo: Demo, checkpoint: Path) -> str:
-    """qt-eval: held-out pairs of both domains, PSNR/SSIM, judge and reward scores, the per-level curve."""
-    demo.tool("qt-eval", checkpoint, "--out", dest / "eval", "--size", demo.opts.eval_size,
-              "--limit", demo.opts.eval_limit, *demo.verbose)
-    r = json.loads((dest / "eval" / "results.json").read_text())
+def evaluate(dest: Path, demo: Demo, checkpoint: Path, start: str | None) -> str:
+    """qt-eval: held-out pairs of both domains, PSNR/SSIM, judge and reward scores, the per-level curve.
+    The model the fine-tuning started from is evaluated on the same pairs: the line says what it changed."""
+    def qt_eval(model: object, folder: Path) -> dict[str, Any]:
+        demo.tool("qt-eval", model, "--out", folder, "--size", demo.opts.eval_size,
+                  "--limit", demo.opts.eval_limit, *demo.verbose)
+        return json.loads((folder / "results.json").read_text())
+
+    r = qt_eval(checkpoint, dest / "eval")
     rs = r["paired"]["realistic"]
+    before = f"{start} {qt_eval(start, dest / 'start')['paired']['realistic']['psnr']:.2f}, " if start else ""
     rho = ((r.get("level_curve") or {}).get("judge") or {}).get("spearman")
-    return (f"held-out realistic PSNR {rs['psnr']:.2f} dB (input {rs['input_psnr']:.2f})"
+    return (f"held-out realistic PSNR {rs['psnr']:.2f} dB ({before}input {rs['input_psnr']:.2f}; {rs['n']} pairs)"
             + ("" if rho is None or rho != rho else f", per-level ρ by the judge {rho:+.2f}"))
 
 
@@ -236,10 +241,12 @@ def demo_plan(demo: Demo) -> Path:
     config = (zoo.entry(f"zoo:{FINETUNE_TASK}").checked(base["config"]) if base and base.get("config")
               else REPO / "configs" / f"{FINETUNE_TASK}.yaml")  # the zoo model's own config: its architecture
     budget = {k: getattr(o, k) for k in ("iterations", "base_iterations", "patch", "batch", "train_set")}
+    start = f"zoo:{FINETUNE_TASK}" if base else None  # the model the fine-tuning starts from
     tuned = demo.stage("finetune", train / "finetune",
                        {"zoo": base and base["sha256"], "frames": frames, "config": sha256_file(config), **budget},
-                       finetune, config, f"zoo:{FINETUNE_TASK}" if base else None, unlabelled, resumable=True)
-    demo.stage("evaluate", train / "eval", {"train": tuned, "size": o.eval_size, "limit": o.eval_limit}, evaluate, ckpt)
+                       finetune, config, start, unlabelled, resumable=True)
+    demo.stage("evaluate", train / "eval", {"train": tuned, "size": o.eval_size, "limit": o.eval_limit,
+                                            "start": base and base["sha256"]}, evaluate, ckpt, start)
     exported = demo.stage("export", train / "export", {"train": tuned, "frames": frames, "gate": o.gate_frames},
                           export, ckpt, unlabelled)
     demo.stage("run", train / "run", {"export": exported, "clip": clip[FINETUNE_TASK]}, run_artifact, artifact,

@@ -43,6 +43,7 @@ MAX_WIDTH = 960
 @dataclass
 class Stream:
     task: str
+    model: str
     summary: dict[str, Any]
     summary_path: Path
     source: Path | None
@@ -52,7 +53,7 @@ class Stream:
 @dataclass
 class Found:
     streams: list[Stream] = field(default_factory=list)
-    evals: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+    evals: list[tuple[Path, dict[str, Any], str]] = field(default_factory=list)  # (file, results, model)
     artifacts: list[tuple[Path, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     real: dict[str, list[tuple[Path, Path]]] = field(default_factory=dict)
     claim: tuple[Path, dict[str, Any]] | None = None
@@ -71,6 +72,23 @@ def _task_of(artifact: str | None) -> str | None:
         return None
     m = read_json(Path(artifact) / "manifest.json")
     return m.get("task") if isinstance(m, dict) else None
+
+
+def model_label(path: object, run: Path) -> str:
+    """Which model a result came from, for a heading: ``zoo:TASK`` for a file of the installed zoo,
+    ``this run: <folder>`` for one the run made (a page that shows both must not mix them up)."""
+    from qt_core import zoo
+
+    if not path:
+        return "unknown model"
+    p, root = Path(str(path)), zoo.default_root().resolve()
+    p = (root / p if not p.is_absolute() and (root / p).exists() else p).resolve()  # the zoo's own files: relative
+    if p.is_relative_to(root):
+        return f"zoo:{p.relative_to(root).parts[0]}"
+    named = p.parent if p.suffix else p  # a checkpoint is named by its run folder, an artifact by itself
+    if named.name == "run":
+        named = named.parent
+    return f"this run: {named.relative_to(run.resolve()) if named.is_relative_to(run.resolve()) else named.name}"
 
 
 def _output_beside(summary: Path) -> Path | None:
@@ -94,10 +112,11 @@ def discover(run: Path, claim: Path | None = None) -> Found:
         if "fps_mean" in data and "latency" in data:
             backend = data.get("backend") or {}
             src = Path(str((data.get("source") or {}).get("spec", "")))
-            found.streams.append(Stream(_task_of(backend.get("artifact")) or path.parent.name, data, path,
+            found.streams.append(Stream(_task_of(backend.get("artifact")) or path.parent.name,
+                                        model_label(backend.get("artifact"), run), data, path,
                                         src if src.is_file() else None, _output_beside(path)))
         elif "paired" in data and "reward_ensemble" in data:
-            found.evals.append((path, data))
+            found.evals.append((path, data, model_label(data.get("checkpoint"), run)))
         elif path.name == "report.json" and "candidates" in data and (path.parent / "manifest.json").is_file():
             found.artifacts.append((path.parent, data, read_json(path.parent / "manifest.json") or {}))
         elif path.name == "claim.json" and claim is None:
@@ -239,7 +258,7 @@ def _streams_html(found: Found, scratch: Path) -> str:
     for i, s in enumerate(found.streams):
         lat = (s.summary.get("latency") or {}).get("infer") or {}
         backend = s.summary.get("backend") or {}
-        rows.append([_e(s.task), _e(s.summary.get("frames_out")), _f(s.summary.get("fps_mean"), ".1f"),
+        rows.append([_e(s.task), _e(s.model), _e(s.summary.get("frames_out")), _f(s.summary.get("fps_mean"), ".1f"),
                      _f(lat.get("p50_ms"), ".1f"), _f(lat.get("p99_ms"), ".1f"),
                      _e(s.summary.get("dropped_frames")), _e(s.summary.get("corrupt_frames_skipped")),
                      _e(f"{backend.get('backend', '?')} {backend.get('precision', '')} {backend.get('device', '')}")])
@@ -248,14 +267,14 @@ def _streams_html(found: Found, scratch: Path) -> str:
         before, after = middle_frame(s.source), middle_frame(s.output)
         video = side_by_side(s.source, s.output, scratch / f"sbs-{i}.mp4")
         parts.append(
-            f'<section class="task"><h3>{_e(s.task)}</h3><div class="pair">'
+            f'<section class="task"><h3>{_e(s.task)} · {_e(s.model)}</h3><div class="pair">'
             + _figure(_png(before), f"before: {s.source.name} (middle frame)", f"{s.task} input frame")
             + _figure(_png(after), f"after: {s.output.name} (middle frame)", f"{s.task} restored frame")
             + "</div>"
             + f'<video controls muted loop playsinline preload="auto" '
               f'src="{_data_uri(video.read_bytes(), "video/mp4")}" aria-label="{_e(s.task)} side by side"></video>'
             + "<p class=\"note\">left: input · right: restored</p></section>")
-    table = _table(["task", "frames", "FPS", "inference p50 (ms)", "inference p99 (ms)", "dropped", "corrupt",
+    table = _table(["task", "model", "frames", "FPS", "inference p50 (ms)", "inference p99 (ms)", "dropped", "corrupt",
                     "backend"], rows)
     return "".join(parts) + "<h3>Runtime on this machine (qt-run)</h3>" + table
 
@@ -280,9 +299,9 @@ def _evals_html(found: Found) -> tuple[str, str]:
     if not found.evals:
         return "<p>No qt-eval results in this run.</p>", "<p>No qt-eval results: the IQA models are unknown.</p>"
     quality, iqa = [], []
-    for path, r in found.evals:
-        name = f"{r.get('task')} · {r.get('method')} · {r.get('arch')}"
-        rows = [[_e(d), _f(m.get("input_psnr")), _f(m.get("psnr")), _f(m.get("input_ssim"), ".3f"), _f(m.get("ssim"), ".3f"),
+    for path, r, model in found.evals:
+        name = f"{r.get('task')} · {model} · {r.get('method')} · {r.get('arch')}"
+        rows = [[_e(f"{d} ({m.get('n', '?')} pairs)"), _f(m.get("input_psnr")), _f(m.get("psnr")), _f(m.get("input_ssim"), ".3f"), _f(m.get("ssim"), ".3f"),
                  _f(m["input_scores"].get("judge"), ".3f"), _f(m["output_scores"].get("judge"), ".3f"),
                  _f(m["input_scores"].get("reward"), ".3f"), _f(m["output_scores"].get("reward"), ".3f")]
                 for d, m in r.get("paired", {}).items()]
@@ -301,7 +320,7 @@ def _evals_html(found: Found) -> tuple[str, str]:
             ["rewarded training", _e(_members(r.get("reward_ensemble") or {}))],
             ["judged it (never optimised)", _e(_members(r.get("judge") or {}))]]))
     return "".join(quality), iqa[0] if len({json.dumps([r.get("reward_ensemble"), r.get("judge")])
-                                             for _, r in found.evals}) == 1 else "".join(iqa)
+                                             for _, r, _ in found.evals}) == 1 else "".join(iqa)
 
 
 def _gate_html(found: Found) -> str:

@@ -190,13 +190,24 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def human_summary(summary: dict) -> str:
-    """The run in one short line: frames, FPS, inference latency p50/p99, dropped and corrupt frames."""
+    """The run in one short line: frames, FPS, inference latency p50/p99, dropped and corrupt frames; gaps,
+    reconnects and resolution changes when the stream had any (the JSON summary holds the details)."""
     infer = (summary.get("latency") or {}).get("infer") or {}
     latency = (f"inference latency p50 {infer['p50_ms']:.1f} ms, p99 {infer['p99_ms']:.1f} ms"
                if infer.get("count") else "no frame reached the model")
+    def count(n: int, what: str) -> str:
+        return f", {n} {what}{'s' * (n != 1)}"
+
     extra = ""
     if summary.get("reconnects"):
-        extra += f", {summary['reconnects']} reconnects"
+        extra += count(summary["reconnects"], "reconnect")
+    gaps = summary.get("gaps") or {}
+    if gaps.get("count"):
+        extra += count(gaps["count"], "gap") + f" ({gaps.get('total_s', 0.0):.1f} s without frames)"
+    sizes = summary.get("resolution_changes") or {}
+    if sizes.get("count"):
+        last = (sizes.get("recent") or [{}])[-1]
+        extra += count(sizes["count"], "resolution change") + (f" (last {last['from']} -> {last['to']})" if last else "")
     ratio = (summary.get("flicker") or {}).get("output_over_input")
     if ratio is not None:
         extra += f", static-region flicker x{ratio:.2f} of the input's"

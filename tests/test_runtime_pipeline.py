@@ -20,7 +20,7 @@ from qt_core.pixels import to_uint8
 from qt_runtime.artifact import load_artifact
 from qt_runtime.backends import open_backend
 from qt_runtime.backends.base import Backend
-from qt_runtime.cli import main
+from qt_runtime.cli import human_summary, main
 from qt_runtime.pipeline import Pipeline, PipelineOptions, QualityKnob, fit_frame
 from qt_runtime.sinks import ImageFolderSink, NullSink, SinkError, SinkOptions, VideoFileSink, open_sink
 from qt_runtime.sources import (
@@ -33,7 +33,7 @@ from qt_runtime.sources import (
     open_source,
     opencv_has_gstreamer,
 )
-from qt_runtime.stats import LatencyWindow, RunStats, rss_bytes
+from qt_runtime.stats import Gap, LatencyWindow, RunStats, SizeChange, rss_bytes
 from qt_runtime.temporal import FlickerMeter, TemporalFilter, TemporalOptions
 from qt_train.data.video import count_frames
 from tests.runtime_models import make_onnx_artifact, reference_forward
@@ -490,6 +490,23 @@ def test_run_stats_summary_is_json(tmp_path):
     stats.frame_done()
     stats.finish()
     json.dumps(stats.summary())
+
+
+def test_human_summary_names_the_stream_faults_only_when_there_were_any():
+    """The one line a user reads says when the camera went quiet or changed size; a clean run stays short."""
+    stats = RunStats()
+    with stats.timed("infer"):
+        pass
+    stats.frame_done()
+    clean = human_summary(stats.summary())
+    assert "gap" not in clean and "resolution" not in clean and "reconnect" not in clean, clean
+    stats.add_gap(Gap(started=0.0, seconds=2.5, tries=3))
+    stats.add_gap(Gap(started=9.0, seconds=1.0, tries=1))
+    stats.add_size_change(SizeChange(frame=40, before=(96, 160), after=(96, 240)))
+    stats.reconnects = 1
+    line = human_summary(stats.summary())
+    assert ", 1 reconnect," in line and "2 gaps (3.5 s without frames)" in line, line
+    assert "1 resolution change (last 160x96 -> 240x96)" in line and "\n" not in line, line
 
 
 # -- CLI -------------------------------------------------------------------------------------------
