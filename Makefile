@@ -11,9 +11,11 @@ STAMP  := $(VENV)/.installed
 
 sysdeps:
 	@# Debian packages the tests and the runtime need: ffmpeg (loopback video streams, the report's
-	@# H.264 videos) and chromium (tests/test_report.py opens the report in it, headless).
+	@# H.264 videos), chromium (tests/test_report.py opens the report in it, headless) and opencv-doc
+	@# (its sample photos: the validation and wider held-out photos no run trains on, qt_train/data/unseen.py).
 	@MISSING=""; command -v ffmpeg >/dev/null 2>&1 || MISSING="ffmpeg"; \
 	  command -v chromium >/dev/null 2>&1 || MISSING="$$MISSING chromium"; \
+	  [ -d /usr/share/doc/opencv-doc/examples/data ] || MISSING="$$MISSING opencv-doc"; \
 	  [ -z "$$MISSING" ] || { \
 	  echo "installing Debian packages:$$MISSING"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

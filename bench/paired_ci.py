@@ -2,10 +2,12 @@
 
 A mean PSNR gap of 0.2 dB over 32 images can be noise. Two models restore the same images, so
 the per-image differences say whether a gap would survive another image set. For each task of a
-claim folder (`bench/claim.py --out`), every method is compared with the control on the held-out
-pairs (the claim's numbers) and on the validation pairs (what chose the winner): the mean
-difference in PSNR (RGB and Y) and SSIM, its 95% bootstrap interval over images, and the share of
-images the method wins. A lead whose interval holds 0 is not a lead.
+claim folder (`bench/claim.py --out`), every method is compared with the control on: the claim's
+held-out pairs; the validation pairs (photos no run trains on: `qt_train.data.unseen`, what
+chooses the winner); the held-out role of those photos; and new crops of the training photos.
+Per set: the mean difference in PSNR (RGB and Y) and SSIM, its 95% bootstrap interval over images,
+and the share of images the method wins. A lead whose interval holds 0 is not a lead; a lead that
+changes from the training photos to unseen ones measures what the runs memorised.
 
   python bench/paired_ci.py --claim runs/claim-realistic [--control supervised] [--out runs/paired_ci]
 """
@@ -42,16 +44,35 @@ def bootstrap(diff: np.ndarray, seed: int = 0) -> tuple[float, float]:
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+PHOTO_SEED = 0x9A1D  # a stream no run, evaluation or validation draws from
+
+
+def training_photo_pairs(task: str, n: int, size: int, params) -> tuple:
+    """``realistic`` pairs from new crops of the photos every labelled batch crops (no dead leaves)."""
+    from qt_train.data.clean import sample_clean
+    from qt_train.data.degrade import TASKS, degrade
+    from qt_train.data.streams import nchw
+
+    rng = np.random.default_rng([PHOTO_SEED, TASKS.index(task)])
+    gt = sample_clean("package_photos", n, size, rng, split="train")
+    lq, _ = degrade(task, "realistic", gt, rng, params=params)
+    return nchw(lq), nchw(gt)
+
+
 def image_sets(ckpt: Path) -> dict[str, tuple]:
-    """The claim's held-out pairs and the validation pairs, made from the run's own config."""
-    from qt_train.data.streams import validation_pairs
+    """The claim's held-out pairs, the validation pairs (photos no run trains on), pairs from the
+    held-out role of those photos, and new crops of the training photos: a lead that shrinks or
+    flips from the training photos to unseen ones measures what the runs memorised."""
+    from qt_train.data.unseen import unseen_pairs
     from qt_train.evaluate import EVAL_LIMIT, EVAL_SIZE, heldout_sets, load_student
     from qt_train.schema import degradation_params
 
     cfg = load_student(ckpt).cfg
-    val = validation_pairs(cfg.task, VALIDATION_PAIRS, EVAL_SIZE, params=degradation_params(cfg))
+    params = degradation_params(cfg)
     return {"held-out": heldout_sets(cfg, EVAL_LIMIT, EVAL_SIZE, ("realistic",))["realistic"],
-            "validation": (val.lq, val.gt)}
+            "validation": unseen_pairs(cfg.task, "validation", VALIDATION_PAIRS, EVAL_SIZE, params),
+            "unseen photos": unseen_pairs(cfg.task, "heldout", VALIDATION_PAIRS, EVAL_SIZE, params),
+            "training photos": training_photo_pairs(cfg.task, EVAL_LIMIT, EVAL_SIZE, params)}
 
 
 def compare(task_dir: Path, control: str) -> dict[str, dict]:

@@ -11,8 +11,9 @@ and SSIM is reported (sign-adjusted: +1 = the score orders PLs exactly as ground
 ``pooled``: over all candidates (what level thresholds see); ``within``: mean ρ over the views of
 one image (what the bank's best-k choice sees).
 
-The validation pairs come from the clean *training* photos (split "train", a seed no run uses),
-never from the held-out photos every evaluation uses, so choosing members here cannot leak.
+The validation pairs come from photos no run trains on and no evaluation reports
+(``qt_train.data.unseen``), so choosing members here cannot leak. (Until the claim's photo study,
+they were crops of the training photos: the table in docs/results.md was measured on those.)
 
   python bench/quality_signal.py --ckpt-pattern 'runs/fidelity/{task}/edge_guided/last.ckpt' --out runs/quality_signal
 """

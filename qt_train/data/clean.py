@@ -383,8 +383,9 @@ def random_scene_crop(img: np.ndarray, size: Size, rng: np.random.Generator,
     return np.clip(crop, 0.0, 1.0).astype(np.float32)
 
 
-def _from_photos(photos: list[Photo], n: int, size: Size, rng: np.random.Generator,
-                 what: str) -> np.ndarray:
+def photo_crops(photos: list[Photo], n: int, size: Size, rng: np.random.Generator,
+                what: str) -> np.ndarray:
+    """``n`` scene crops (see :func:`random_scene_crop`) of photos drawn uniformly from ``photos``."""
     if not photos:
         raise ImageReadError(what, "no readable photos available")
     h, w = _hw(size)
@@ -416,7 +417,7 @@ def split_photos(photos: list[Photo], split: Split) -> list[Photo]:
 
 def _sample_package(n: int, size: Size, rng: np.random.Generator,
                     folder: Path | None, split: Split = "all") -> np.ndarray:
-    return _from_photos(split_photos(package_photos(), split), n, size, rng, f"package photos ({split})")
+    return photo_crops(split_photos(package_photos(), split), n, size, rng, f"package photos ({split})")
 
 
 def _sample_folder(n: int, size: Size, rng: np.random.Generator,

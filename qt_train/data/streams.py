@@ -127,21 +127,14 @@ class HeldOut:
     domain: str
 
 
-#: The validation stream: no training or evaluation run draws from it.
-VALIDATION_SEED = 0x5EED_7A11
+def validation_pairs(task: str, n: int, size: int, params: Any = None) -> HeldOut:
+    """Pairs for *choosing* settings (methods, IQA members): `realistic` domain, cut from photos that
+    no run trains on and no evaluation reports (:mod:`qt_train.data.unseen`). Crops of the training
+    photos were used before; they favour the run that trained on those photos longest."""
+    from qt_train.data.unseen import unseen_pairs
 
-
-def validation_pairs(task: str, n: int, size: int, params: Any = None, clean: str = "mixed") -> HeldOut:
-    """Pairs for *choosing* settings (IQA members, methods): `realistic` domain, clean crops from the
-    training photos with a seed no run uses — never the held-out photos every evaluation uses, so a
-    choice made here cannot leak into the reported numbers."""
-    from qt_train.data.clean import sample_clean
-    from qt_train.data.degrade import TASKS, degrade
-
-    rng = np.random.default_rng([VALIDATION_SEED, TASKS.index(task)])
-    gt = sample_clean(clean, n, size, rng, split="train")
-    lq, _ = degrade(task, "realistic", gt, rng, params=params)
-    return HeldOut(nchw(lq), nchw(gt), "realistic")
+    lq, gt = unseen_pairs(task, "validation", n, size, params=params)
+    return HeldOut(lq, gt, "realistic")
 
 
 def held_out_pairs(cfg: RunConfig, params: Any, domain: str, n: int | None = None, size: int | None = None) -> HeldOut:
