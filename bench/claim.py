@@ -34,7 +34,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from machine import describe_machine  # bench/machine.py: the CPU and its ISA
+from paired import pick_winner  # bench/paired.py
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -127,7 +129,7 @@ def photo_metrics(ckpt: Path, out: Path, role: str) -> dict:
     definition = photo_sets()[role]
     if out.exists() and out.stat().st_mtime >= ckpt.stat().st_mtime:
         cached = json.loads(out.read_text())
-        if cached.get("definition") == definition:
+        if cached.get("definition") == definition and "per_image_psnr" in cached:
             return cached
     from qt_core.atomic import atomic_write_text
     from qt_train.data.unseen import unseen_pairs
@@ -136,7 +138,11 @@ def photo_metrics(ckpt: Path, out: Path, role: str) -> dict:
 
     student = load_student(ckpt)
     lq, gt = unseen_pairs(student.cfg.task, role, VALIDATION_PAIRS, EVAL_SIZE, params=degradation_params(student.cfg))
-    metrics = {**paired_metrics(run_model(student.model, lq, student.quality), gt, lq), "definition": definition}
+    from qt_train.metrics import psnr
+
+    out_img = run_model(student.model, lq, student.quality)
+    metrics = {**paired_metrics(out_img, gt, lq), "per_image_psnr": psnr(out_img, gt).tolist(),
+               "definition": definition}
     atomic_write_text(out, json.dumps(metrics, indent=1))
     return metrics
 
@@ -207,13 +213,15 @@ def table(results: dict, args: argparse.Namespace) -> str:
         lines += [_row(task, name, r, r["time_s"], per.get("supervised")) for name, r in per.items()]
     lines += ["", f"Winner per task by validation PSNR ({VALIDATION_PAIRS} `realistic` pairs cut from the validation "
               "photos of `qt_train.data.unseen`, which no run trains on; the held-out and unseen-photo columns "
-              "above never choose):", ""]
+              "above never choose). The control ships unless the best method's paired 95% interval against it "
+              "lies above 0 (`bench/paired.py` `pick_winner`):", ""]
     for task, per in results.items():
-        val = {name: r["validation"]["psnr"] for name, r in per.items() if "validation" in r}
+        val = {name: np.array(r["validation"]["per_image_psnr"]) for name, r in per.items()
+               if "per_image_psnr" in r.get("validation", {})}
         if val:
-            best = max(val, key=val.get)
-            ranked = ", ".join(f"{name} {v:.2f}" for name, v in sorted(val.items(), key=lambda kv: -kv[1]))
-            lines.append(f"- {task}: **{best}** ({ranked})")
+            best, why = pick_winner(val, "supervised")
+            ranked = ", ".join(f"{name} {v.mean():.2f}" for name, v in sorted(val.items(), key=lambda kv: -kv[1].mean()))
+            lines.append(f"- {task}: **{best}** ({why}; {ranked})")
     return "\n".join(lines)
 
 

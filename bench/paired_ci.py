@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from claim import REPO, VALIDATION_PAIRS
 from machine import describe_machine  # bench/machine.py: the CPU and its ISA
+from paired import RESAMPLES, bootstrap  # bench/paired.py
 
-RESAMPLES = 10_000
 METRICS = ("psnr", "psnr_y", "ssim")
 
 
@@ -35,13 +35,6 @@ def per_image(model, quality, lq, gt) -> dict[str, np.ndarray]:
     out = run_model(model, lq, quality)
     return {"psnr": psnr(out, gt).numpy(), "psnr_y": psnr(rgb_to_y(out), rgb_to_y(gt)).numpy(),
             "ssim": ssim(out, gt).numpy()}
-
-
-def bootstrap(diff: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of the mean of ``diff`` over resampled images."""
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), (RESAMPLES, len(diff)))].mean(1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 PHOTO_SEED = 0x9A1D  # a stream no run, evaluation or validation draws from

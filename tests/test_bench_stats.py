@@ -1,4 +1,4 @@
-"""bench/paired_ci.py's interval: what decides whether a claim row's lead is a lead."""
+"""bench/paired.py: the interval that decides whether a claim row's lead is a lead, and the winner rule."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from paired_ci import bootstrap  # noqa: E402
+from paired import bootstrap, pick_winner  # noqa: E402
 
 
 def test_interval_brackets_the_mean_and_narrows_with_more_images():
@@ -32,3 +32,14 @@ def test_a_lead_within_the_noise_includes_zero():
     diff += 0.3 - diff.mean()
     low, high = bootstrap(diff)
     assert low < 0 < high
+
+
+def test_the_control_ships_unless_a_lead_is_beyond_the_noise():
+    rng = np.random.default_rng(3)
+    control = rng.normal(18.0, 2.0, 64)
+    noisy = control + rng.normal(0.05, 1.0, 64)  # a better mean, inside the noise
+    clear = control + rng.normal(0.6, 0.3, 64)  # better on nearly every image
+    assert pick_winner({"supervised": control, "qt": noisy}, "supervised")[0] == "supervised"
+    winner, why = pick_winner({"supervised": control, "qt": clear, "mt": noisy}, "supervised")
+    assert winner == "qt" and "leads the control" in why and "noise" not in why
+    assert pick_winner({"supervised": control + 1, "qt": control}, "supervised") == ("supervised", "best mean")
