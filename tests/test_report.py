@@ -214,3 +214,17 @@ def test_report_refuses_a_missing_folder(tmp_path, capsys):
     assert report_main([str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not a folder" in err[0]
+
+
+def test_headings_name_the_model_zoo_or_this_run(tmp_path):
+    """A page that shows the zoo's models and the run's own export side by side must not mix them up."""
+    from qt_apps.report import model_label
+    from qt_core import zoo
+
+    root = zoo.default_root()
+    assert model_label(root / "dehaze" / "openvino-int8", tmp_path) == "zoo:dehaze"
+    assert model_label("lowlight/model.ckpt", tmp_path) == "zoo:lowlight"  # the zoo's eval.json names it relatively
+    run = tmp_path / "demo"
+    assert model_label(run / "train" / "export" / "dehaze-int8", run) == "this run: train/export/dehaze-int8"
+    assert model_label(run / "train" / "finetune" / "run" / "last.ckpt", run) == "this run: train/finetune"
+    assert model_label(None, run) == "unknown model"
