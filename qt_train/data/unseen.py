@@ -2,9 +2,10 @@
 
 Why: every labelled batch crops the same five package photos (``qt_train.data.clean``), so pairs
 cut from them, however fresh the crop and the degradation, favour whichever run trained on them
-longest — the supervised control. Measured (``bench/paired_ci.py``, dehaze): Mean Teacher and
-QualiTeacher trail the control by 1.1-1.2 dB on new crops of the training photos, by 0.05-0.4 dB
-on photos no run saw. A chooser built from the training photos picks the control by memory.
+longest — the supervised control. Measured (``bench/paired_ci.py``; docs/results.md, "Is a lead a
+lead?"): every semi-supervised run trails the control on new crops of the training photos, and is
+level with it or ahead on photos no run saw. A chooser built from the training photos picks the
+control by memory.
 
 Source: the OpenCV sample images that Debian main ships in ``opencv-doc`` (installed by ``make
 sysdeps``; licence: the package's ``copyright`` file). Only natural colour photographs are used,
