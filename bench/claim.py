@@ -135,14 +135,13 @@ def photo_metrics(ckpt: Path, out: Path, role: str) -> dict:
             return cached
     from qt_core.atomic import atomic_write_text
     from qt_train.data.unseen import unseen_pairs
-    from qt_train.evaluate import EVAL_SIZE, load_student, paired_metrics, run_model
-    from qt_train.metrics import psnr
+    from qt_train.evaluate import EVAL_SIZE, load_student, paired_metrics, per_image_metrics, run_model
     from qt_train.schema import degradation_params
 
     student = load_student(ckpt)
     lq, gt = unseen_pairs(student.cfg.task, role, VALIDATION_PAIRS, EVAL_SIZE, params=degradation_params(student.cfg))
     out_img = run_model(student.model, lq, student.quality)
-    metrics = {**paired_metrics(out_img, gt, lq), "per_image_psnr": psnr(out_img, gt).tolist(),
+    metrics = {**paired_metrics(out_img, gt, lq), "per_image_psnr": per_image_metrics(out_img, gt)["psnr"].tolist(),
                "definition": definition}
     atomic_write_text(out, json.dumps(metrics, indent=1))
     return metrics

@@ -73,14 +73,19 @@ def run_model(model: torch.nn.Module, x: torch.Tensor, quality: float | None, ch
     return torch.cat([model(x[i : i + chunk], quality=quality) for i in range(0, len(x), chunk)])
 
 
-def paired_metrics(out: torch.Tensor, gt: torch.Tensor, lq: torch.Tensor | None = None) -> dict[str, float]:
-    """Mean PSNR / SSIM against ``gt`` on RGB and on the luma channel Y (``*_y``), and of ``lq``."""
+def per_image_metrics(out: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
+    """PSNR / SSIM of every image against ``gt``, on RGB and on the luma channel Y (``*_y``): (N,) each.
+    Paired comparisons between models need these, not their means."""
     from qt_train.metrics import psnr, rgb_to_y, ssim
 
+    oy, gy = rgb_to_y(out), rgb_to_y(gt)
+    return {"psnr": psnr(out, gt), "ssim": ssim(out, gt), "psnr_y": psnr(oy, gy), "ssim_y": ssim(oy, gy)}
+
+
+def paired_metrics(out: torch.Tensor, gt: torch.Tensor, lq: torch.Tensor | None = None) -> dict[str, float]:
+    """Mean PSNR / SSIM against ``gt`` on RGB and on the luma channel Y (``*_y``), and of ``lq``."""
     def four(x: torch.Tensor, prefix: str) -> dict[str, float]:
-        xy, gy = rgb_to_y(x), rgb_to_y(gt)
-        return {f"{prefix}psnr": float(psnr(x, gt).mean()), f"{prefix}ssim": float(ssim(x, gt).mean()),
-                f"{prefix}psnr_y": float(psnr(xy, gy).mean()), f"{prefix}ssim_y": float(ssim(xy, gy).mean())}
+        return {f"{prefix}{k}": float(v.mean()) for k, v in per_image_metrics(x, gt).items()}
 
     result = {**four(out, ""), "n": len(out)}
     if lq is not None:
