@@ -18,7 +18,7 @@ Every checkpoint is evaluated by `qt-eval`'s own function: held-out `realistic` 
 images no training or IQA fit saw (PSNR/SSIM, RGB and Y), the reward ensemble the student was
 trained with, and the judge it never saw (NIQE-original + BRISQUE-LIVE), on the held-out pairs
 and on ../shared/data/real when present; per-level curves and "top level beats the best PL" by
-the judge. Two sets of `realistic` pairs cut from photos no run trains on (`qt_train.data.unseen`):
+the judge, and by ground truth (PSNR on the held-out pairs). Two sets of `realistic` pairs cut from photos no run trains on (`qt_train.data.unseen`):
 the validation photos choose each task's winner (the control unless a lead clears the noise:
 `bench/paired.py`), the other photos are reported beside the held-out pairs.
 
@@ -106,7 +106,9 @@ def evaluate(ckpt: Path, out: Path, real_dir: Path | None) -> dict:
     from qt_train.evaluate import EVAL_LIMIT, EVAL_SIZE
 
     if (out / "results.json").exists() and (out / "results.json").stat().st_mtime >= ckpt.stat().st_mtime:
-        return json.loads((out / "results.json").read_text())
+        cached = json.loads((out / "results.json").read_text())
+        if "level_curve" not in cached or "psnr" in cached["level_curve"]:  # older: no curve by ground truth
+            return cached
     real = [real_dir] if real_dir is not None and real_dir.is_dir() else []
     return evaluate_checkpoint(ckpt, out, None, real, None, EVAL_SIZE, EVAL_LIMIT, force=True)
 
@@ -176,9 +178,9 @@ def _row(task: str, name: str, r: dict, time_s: float, control: dict | None) -> 
     h = r["paired"]["realistic"]
     real = r.get("real") or {}
     judge_real = f"{real['output_scores']['judge']:.3f} ({real['input_scores']['judge']:.3f})" if real else "–"
-    curve, beats = r.get("level_curve", {}).get("judge"), r.get("extrapolation", {}).get("judge")
-    rho = f"{curve['spearman']:+.2f}" if curve else ""
-    top = f"{100 * beats['fraction_top_beats_best_pl']:.0f}%" if beats else ""
+    curves, beats = r.get("level_curve", {}), r.get("extrapolation", {})
+    rho = " / ".join(f"{curves[k]['spearman']:+.2f}" for k in ("judge", "psnr") if k in curves)
+    top = " / ".join(f"{100 * beats[k]['fraction_top_beats_best_pl']:.0f}%" for k in ("judge", "psnr") if k in beats)
     u = r.get("unseen")
     unseen = f"{u['psnr']:.2f} / {u['ssim']:.3f}" if u else "–"
     return (f"| {task} | {name} | {h['psnr']:.2f} | {h['ssim']:.3f} | {h['psnr_y']:.2f} | {h['ssim_y']:.3f} | "
@@ -194,11 +196,12 @@ def table(results: dict, args: argparse.Namespace) -> str:
         f"unlabelled: {args.unlabelled}; arch {args.arch}.",
         "Reward: the default ensemble (NIQE 0.2 / PIQE 0.1 / CNNIQA 0.7). Judge: NIQE-original 0.5 / "
         "BRISQUE-LIVE 0.5 (never optimised; higher = better after the ranges map them to [0, 1]). "
-        "Real photos: the top level (conditioned) or the plain output; ρ and 'top beats best PL' on the "
-        "real photos (else held-out inputs), by the judge.",
+        "Real photos: the top level (conditioned) or the plain output; ρ and 'top beats best PL' by the "
+        "judge on the real photos (else held-out inputs), and by PSNR on the held-out `realistic` pairs.",
         "",
         "| task | method | PSNR | SSIM | PSNR-Y | SSIM-Y | unseen photos PSNR / SSIM | judge held-out | reward held-out "
-        "| judge real (input) | per-level ρ (judge) | top beats best PL (judge) | Δ reward / Δ judge vs control "
+        "| judge real (input) | per-level ρ (judge / PSNR) | top beats best PL (judge / PSNR) "
+        "| Δ reward / Δ judge vs control "
         "| Δ PSNR vs control | s/it |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]

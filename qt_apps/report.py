@@ -313,8 +313,9 @@ def _evals_html(found: Found) -> tuple[str, str]:
         if curves:
             quality.append('<div class="pair">')
             for scorer, c in curves.items():
-                quality.append(f"<figure>{_curve_svg(c['levels'], c['scores'], scorer)}<figcaption>by the "
-                               f"{_e(scorer)}: Spearman ρ {_f(c.get('spearman'), '+.2f')}</figcaption></figure>")
+                judge = "PSNR against ground truth" if scorer == "psnr" else f"the {scorer}"
+                quality.append(f"<figure>{_curve_svg(c['levels'], c['scores'], scorer)}<figcaption>by "
+                               f"{_e(judge)}: Spearman ρ {_f(c.get('spearman'), '+.2f')}</figcaption></figure>")
             quality.append("</div>")
         iqa.append(_table(["", "members (weights)"], [
             ["rewarded training", _e(_members(r.get("reward_ensemble") or {}))],

@@ -71,12 +71,14 @@ def evaluate_checkpoint(ckpt_path: Path, out: Path, pairs: Path | None, real: li
     from qt_train.data.io import write_image
     from qt_train.evaluate import (
         before_after_grid,
+        ensemble_scorer,
         extrapolation,
         heldout_sets,
         level_curve,
         load_student,
         paired_metrics,
         plot_level_curve,
+        psnr_scorer,
         run_model,
     )
     from qt_train.iqa import Ensemble
@@ -121,11 +123,16 @@ def evaluate_checkpoint(ckpt_path: Path, out: Path, pairs: Path | None, real: li
         grid_sets.append((x, restored, None))
     curve = None
     if conditioned:
-        results["level_curve"], results["extrapolation"] = {}, {}
-        for name, e in scorers.items():
-            c = level_curve(model, x, e)
+        # By the reward and the judge on the real images (else the probe inputs), and by ground
+        # truth (PSNR) on the paired set: the one curve no IQA model's taste can bend.
+        fidelity_set = "realistic" if "realistic" in sets else next(iter(sets))
+        probes = {name: (x, ensemble_scorer(e)) for name, e in scorers.items()}
+        probes["psnr"] = (sets[fidelity_set][0], psnr_scorer(sets[fidelity_set][1]))
+        results["level_curve"], results["extrapolation"], results["fidelity_set"] = {}, {}, fidelity_set
+        for name, (inputs, score) in probes.items():
+            c = level_curve(model, inputs, score)
             results["level_curve"][name] = {"levels": c.levels, "scores": c.scores, "spearman": c.rho}
-            results["extrapolation"][name] = extrapolation(model, x, e, top=cfg.method.top_level)
+            results["extrapolation"][name] = extrapolation(model, inputs, score, top=cfg.method.top_level)
             curve = c if name == "judge" else curve
 
     with staged_dir(out, force=force) as stage:

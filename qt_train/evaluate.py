@@ -101,24 +101,41 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(rho)
 
 
+#: Scores each image of a batch, higher = better: an IQA ensemble's combined score, or PSNR
+#: against ground truth (:func:`ensemble_scorer`, :func:`psnr_scorer`).
+Scorer = Callable[[torch.Tensor], torch.Tensor]
+
+
+def ensemble_scorer(ensemble: Any) -> Scorer:
+    return lambda x: ensemble.score(x, use_cache=False).combined
+
+
+def psnr_scorer(gt: torch.Tensor) -> Scorer:
+    """Ground truth as the scorer: the per-level curve and the extrapolation check by fidelity,
+    which no IQA model's taste can bend."""
+    from qt_train.metrics import psnr
+
+    return lambda x: psnr(x, gt)
+
+
 @dataclass(frozen=True)
 class LevelCurve:
     levels: list[float]
-    scores: list[float]  # mean ensemble score of the outputs at each level
+    scores: list[float]  # mean score of the outputs at each level
     rho: float  # Spearman between level and mean score
 
 
 @torch.no_grad()
-def level_curve(model: torch.nn.Module, x: torch.Tensor, ensemble: Any, levels: list[float] | None = None) -> LevelCurve:
+def level_curve(model: torch.nn.Module, x: torch.Tensor, score: Scorer, levels: list[float] | None = None) -> LevelCurve:
     """Run the student at every quality level (default: all of the model's levels); a quality-graded
     student scores higher at higher levels."""
     levels = levels if levels is not None else [float(k) for k in range(model.quality_embed.levels)]
-    scores = [float(ensemble.score(run_model(model, x, q), use_cache=False).combined.mean()) for q in levels]
+    scores = [float(score(run_model(model, x, q)).mean()) for q in levels]
     return LevelCurve(levels, scores, spearman(np.array(levels), np.array(scores)))
 
 
 @torch.no_grad()
-def extrapolation(model: torch.nn.Module, x: torch.Tensor, ensemble: Any, top: int,
+def extrapolation(model: torch.nn.Module, x: torch.Tensor, score: Scorer, top: int,
                   views: tuple[str, ...] = ("identity", "hflip", "vflip", "rot90")) -> dict[str, float]:
     """Fraction of images where the student at the top level (the run's ``method.top_level``)
     out-scores the best pseudo-label.
@@ -128,9 +145,9 @@ def extrapolation(model: torch.nn.Module, x: torch.Tensor, ensemble: Any, top: i
     from qt_train.method.augment import invert, multi_augment
 
     model.eval()
-    top_scores = ensemble.score(run_model(model, x, top), use_cache=False).combined
+    top_scores = score(run_model(model, x, top))
     pls = [invert(name, run_model(model, xa, None)) for name, xa in multi_augment(x, views)]
-    pl_scores = torch.stack([ensemble.score(p, use_cache=False).combined for p in pls]).amax(0)
+    pl_scores = torch.stack([score(p) for p in pls]).amax(0)
     return {
         "fraction_top_beats_best_pl": float((top_scores > pl_scores).float().mean()),
         "mean_top_score": float(top_scores.mean()),
@@ -155,7 +172,7 @@ def plot_level_curve(curve: LevelCurve, path: Any, title: str = "") -> None:
     fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=120)
     ax.plot(curve.levels, curve.scores, marker="o")
     ax.set_xlabel("quality level given to the student")
-    ax.set_ylabel("ensemble score of the output")
+    ax.set_ylabel("score of the output")
     ax.set_title(f"{title} (Spearman ρ = {curve.rho:.2f})".strip())
     ax.grid(alpha=0.3)
     fig.tight_layout()

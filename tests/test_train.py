@@ -292,10 +292,14 @@ def test_qt_eval_reports_metrics_curve_and_grid(tmp_path, capsys):
     assert set(results["paired"]) == {"synthetic", "realistic"}
     for m in results["paired"].values():
         assert 0 < m["psnr"] < 100 and -1 <= m["ssim"] <= 1 and m["n"] == 3
-    assert set(results["level_curve"]) == {"reward", "judge"}  # judged apart from the reward
+    # judged apart from the reward, and by ground truth on the held-out `realistic` pairs
+    assert set(results["level_curve"]) == {"reward", "judge", "psnr"} and results["fidelity_set"] == "realistic"
     for name, curve in results["level_curve"].items():
         assert curve["levels"] == [float(k) for k in range(8)] and len(curve["scores"]) == 8
         assert 0.0 <= results["extrapolation"][name]["fraction_top_beats_best_pl"] <= 1.0
+    # the curve's top level is the model qt-eval measured: the same PSNR
+    assert results["level_curve"]["psnr"]["scores"][int(results["quality"])] == pytest.approx(
+        results["paired"]["realistic"]["psnr"], abs=1e-4)
     assert {m["name"] for m in results["judge"]["members"]}.isdisjoint(
         m["name"] for m in results["reward_ensemble"]["members"])
     for m in results["paired"].values():
