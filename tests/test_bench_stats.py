@@ -1,4 +1,5 @@
-"""bench/paired.py: the interval that decides whether a claim row's lead is a lead, and the winner rule."""
+"""bench/paired.py: the interval that decides whether a claim row's lead is a lead, and the winner rule;
+bench/levels.py: the same rule deciding which quality level a conditioned student serves."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from levels import summary  # noqa: E402
 from paired import bootstrap, pick_winner  # noqa: E402
 
 
@@ -43,3 +45,17 @@ def test_the_control_ships_unless_a_lead_is_beyond_the_noise():
     winner, why = pick_winner({"supervised": control, "qt": clear, "mt": noisy}, "supervised")
     assert winner == "qt" and "leads the control" in why and "noise" not in why
     assert pick_winner({"supervised": control + 1, "qt": control}, "supervised") == ("supervised", "best mean")
+
+
+def test_the_top_level_is_served_unless_a_lower_one_clearly_restores_better():
+    rng = np.random.default_rng(5)
+    base = rng.normal(18.0, 2.0, 64)
+    ordered = [base + 0.1 * k + rng.normal(0, 0.05, 64) for k in range(8)]  # fidelity rises with the level
+    s = summary(ordered)
+    assert s["serve"] == 7 and s["rho"] == pytest.approx(1.0) and s["top_lead"] > 0
+    assert s["means"] == pytest.approx([float(np.mean(x)) for x in ordered])
+    lower_wins = [*ordered[:2], base + 2.0, *ordered[3:]]  # level 2 better on every image
+    s = summary(lower_wins)
+    assert s["serve"] == 2 and s["top_lead"] < 0 and "2 leads the top level" in s["why"]
+    noisy = [*ordered[:2], ordered[7] + rng.normal(0.05, 1.0, 64), *ordered[3:]]  # a lead inside the noise
+    assert summary(noisy)["serve"] == 7
