@@ -18,9 +18,10 @@ Every checkpoint is evaluated by `qt-eval`'s own function: held-out `realistic` 
 images no training or IQA fit saw (PSNR/SSIM, RGB and Y), the reward ensemble the student was
 trained with, and the judge it never saw (NIQE-original + BRISQUE-LIVE), on the held-out pairs
 and on ../shared/data/real when present; per-level curves and "top level beats the best PL" by
-the judge, and by ground truth (PSNR on the held-out pairs). Two sets of `realistic` pairs cut from photos no run trains on (`qt_train.data.unseen`):
-the validation photos choose each task's winner (the control unless a lead clears the noise:
-`bench/paired.py`), the other photos are reported beside the held-out pairs.
+the judge, and by ground truth (PSNR on the held-out pairs). Two sets of `realistic` pairs cut from
+photos no run trains on (`qt_train.data.unseen`): the validation photos choose each task's winner
+(the control unless a lead clears the noise: `bench/paired.py`), the other photos are reported
+beside the held-out pairs.
 
   python bench/claim.py --tasks dehaze lowlight --out runs/claim      # resumable; writes runs/claim/claim.md
 
