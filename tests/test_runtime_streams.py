@@ -7,8 +7,10 @@ bounds its own time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -44,9 +46,23 @@ def env() -> dict[str, str]:
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free UDP port for a listener that starts later, taken *below* the kernel's ephemeral range.
+    A port from bind(0) lies inside that range, and until the listener binds it any socket opened
+    meanwhile (FFmpeg's sender, a relay's sockets) can be handed the same number: a flaky "address
+    already in use" (seen in tests/test_stream_faults.py)."""
+    low = 32768  # Linux's default start of the ephemeral range
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 10000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free UDP port below the ephemeral range (starts at {low})")
 
 
 @pytest.fixture(scope="module")
