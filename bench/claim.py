@@ -150,6 +150,22 @@ def photo_metrics(ckpt: Path, out: Path, role: str) -> dict:
     return metrics
 
 
+def claim_folder(path: Path) -> Path:
+    """A `--out` folder of this script, for the benchmarks that read one; else a one-line error."""
+    if not path.is_dir():
+        raise SystemExit(f"--claim {path}: not a folder (pass a bench/claim.py --out folder)")
+    return path
+
+
+def write_tables(out: Path, stem: str, results: dict, md: str) -> None:
+    """``out/stem.json`` (the numbers) and ``out/stem.md`` (the table, headed by the CPU it ran on), atomically."""
+    from qt_core.atomic import atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{stem}.json", json.dumps(results, indent=1))
+    atomic_write_text(out / f"{stem}.md", describe_machine() + "\n\n" + md + "\n")
+
+
 ROW = "claim_row.json"  # one finished row, beside its run: parallel invocations never overwrite each other
 
 
@@ -282,9 +298,8 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write_text(run_dir / ROW, json.dumps(r, indent=1))
             print(f"{task} {name}: held-out PSNR {r['paired']['realistic']['psnr']:.2f}", file=sys.stderr, flush=True)
     results = gather(args.out)  # every finished row under --out, also those of other invocations
-    atomic_write_text(args.out / "claim.json", json.dumps(results, indent=1))
     md = table(results, args)
-    atomic_write_text(args.out / "claim.md", describe_machine() + "\n\n" + md + "\n")
+    write_tables(args.out, "claim", results, md)
     print(md)
     return 0
 

@@ -15,12 +15,11 @@ the validation photos lay above 0.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
-from claim import REPO, VALIDATION_PAIRS
+from claim import REPO, VALIDATION_PAIRS, claim_folder, write_tables
 from machine import describe_machine  # bench/machine.py: the CPU and its ISA
 from paired import pick_winner  # bench/paired.py
 
@@ -70,15 +69,13 @@ def table(results: dict[str, dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
-    from qt_core.atomic import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--claim", type=Path, required=True, help="a bench/claim.py --out folder")
     parser.add_argument("--methods", nargs="+", default=["qt_agree"], help="conditioned runs to read (claim.py names)")
     parser.add_argument("--out", type=Path, default=None, help="default: CLAIM/levels.{json,md}")
     args = parser.parse_args(argv)
-    if not args.claim.is_dir():
-        raise SystemExit(f"--claim {args.claim}: not a folder (pass a bench/claim.py --out folder)")
+    claim_folder(args.claim)
     print(describe_machine(), flush=True)
     results = {}
     for ckpt in sorted(args.claim.glob("*/*/last.ckpt")):
@@ -88,11 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             print(table({run: results[run]}).splitlines()[-1], flush=True)
     if not results:
         raise SystemExit(f"{args.claim}: no finished run of {' '.join(args.methods)}")
-    out = args.out or args.claim
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "levels.json", json.dumps(results, indent=1))
     md = table(results)
-    atomic_write_text(out / "levels.md", describe_machine() + "\n\n" + md + "\n")
+    write_tables(args.out or args.claim, "levels", results, md)
     print(md)
     return 0
 

@@ -15,12 +15,11 @@ changes from the training photos to unseen ones measures what the runs memorised
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
-from claim import REPO, VALIDATION_PAIRS
+from claim import REPO, VALIDATION_PAIRS, claim_folder, write_tables
 from machine import describe_machine  # bench/machine.py: the CPU and its ISA
 from paired import RESAMPLES, bootstrap  # bench/paired.py
 
@@ -117,7 +116,6 @@ def table(results: dict[str, dict], control: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
-    from qt_core.atomic import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--claim", type=Path, required=True, help="a bench/claim.py --out folder")
@@ -125,16 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control", default="supervised")
     parser.add_argument("--out", type=Path, default=None, help="default: CLAIM/paired_ci.{json,md}")
     args = parser.parse_args(argv)
-    if not args.claim.is_dir():
-        raise SystemExit(f"--claim {args.claim}: not a folder (pass a bench/claim.py --out folder)")
+    claim_folder(args.claim)
     print(describe_machine(), flush=True)
     tasks = args.tasks or sorted(p.name for p in args.claim.iterdir() if (p / args.control / "last.ckpt").is_file())
     results = {task: compare(args.claim / task, args.control) for task in tasks}
-    out = args.out or args.claim
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "paired_ci.json", json.dumps(results, indent=1))
     md = table(results, args.control)
-    atomic_write_text(out / "paired_ci.md", describe_machine() + "\n\n" + md + "\n")
+    write_tables(args.out or args.claim, "paired_ci", results, md)
     print(md)
     return 0
 
