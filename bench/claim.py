@@ -144,7 +144,8 @@ def photo_metrics(ckpt: Path, out: Path, role: str) -> dict:
     student = load_student(ckpt)
     lq, gt = unseen_pairs(student.cfg.task, role, VALIDATION_PAIRS, EVAL_SIZE, params=degradation_params(student.cfg))
     out_img = run_model(student.model, lq, student.quality)
-    metrics = {**paired_metrics(out_img, gt, lq), "per_image_psnr": per_image_metrics(out_img, gt)["psnr"].tolist(),
+    per = per_image_metrics(out_img, gt)
+    metrics = {**paired_metrics(out_img, gt, lq, per_image=per), "per_image_psnr": per["psnr"].tolist(),
                "definition": definition}
     atomic_write_text(out, json.dumps(metrics, indent=1))
     return metrics

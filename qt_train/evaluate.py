@@ -82,14 +82,16 @@ def per_image_metrics(out: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Te
     return {"psnr": psnr(out, gt), "ssim": ssim(out, gt), "psnr_y": psnr(oy, gy), "ssim_y": ssim(oy, gy)}
 
 
-def paired_metrics(out: torch.Tensor, gt: torch.Tensor, lq: torch.Tensor | None = None) -> dict[str, float]:
-    """Mean PSNR / SSIM against ``gt`` on RGB and on the luma channel Y (``*_y``), and of ``lq``."""
-    def four(x: torch.Tensor, prefix: str) -> dict[str, float]:
-        return {f"{prefix}{k}": float(v.mean()) for k, v in per_image_metrics(x, gt).items()}
+def paired_metrics(out: torch.Tensor, gt: torch.Tensor, lq: torch.Tensor | None = None,
+                   per_image: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+    """Mean PSNR / SSIM against ``gt`` on RGB and on the luma channel Y (``*_y``), and of ``lq``.
+    ``per_image``: ``per_image_metrics(out, gt)`` when the caller already has it (not computed twice)."""
+    def means(per: dict[str, torch.Tensor], prefix: str) -> dict[str, float]:
+        return {f"{prefix}{k}": float(v.mean()) for k, v in per.items()}
 
-    result = {**four(out, ""), "n": len(out)}
+    result = {**means(per_image if per_image is not None else per_image_metrics(out, gt), ""), "n": len(out)}
     if lq is not None:
-        result.update(four(lq, "input_"))
+        result.update(means(per_image_metrics(lq, gt), "input_"))
     return result
 
 
